@@ -1,0 +1,3 @@
+from s2cac.cli import main
+
+raise SystemExit(main())

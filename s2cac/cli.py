@@ -1,0 +1,79 @@
+"""The ``s2cac`` command line: one entry point, lazily loaded subcommands.
+
+Each subcommand lives in its own module that defines two functions::
+
+    def configure_parser(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> int: ...
+
+Only the module of the chosen subcommand is imported, so light commands (``score``) never pay for
+heavy imports (torch, nnU-Net) that they do not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from s2cac import __version__
+
+# name -> (module, one-line help). Order is the order shown by ``s2cac --help``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("s2cac.synth.cli", "generate the synthetic cardiac CT cohort (images, labels, case sheet)"),
+    "check-cases": ("s2cac.data.cli_check", "validate a case sheet: ids, files, geometry, labels"),
+    "nnunet-raw": ("s2cac.data.cli_raw", "write an nnU-Net v2 raw dataset (HU-windowed) from a case sheet"),
+    "preprocess": ("s2cac.data.cli_preprocess", "run nnU-Net v2 fingerprint, planning and preprocessing"),
+    "splits": ("s2cac.data.cli_splits", "write labeled/unlabeled/negative/validation/test splits"),
+    "score": ("s2cac.scoring.cli", "Agatston, volume and mass scores of a calcium mask on a CT image"),
+    "evaluate": ("s2cac.evaluation.cli", "segmentation and clinical agreement metrics against a reference"),
+}
+
+
+class CommandError(Exception):
+    """An error caused by the user's input; printed without a traceback, exit code 2."""
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    width = max(len(n) for n in COMMANDS)
+    listing = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="s2cac",
+        description="S2CAC: semi-supervised coronary artery calcium segmentation and Agatston scoring.",
+        epilog=f"commands:\n{listing}\n\nRun 's2cac COMMAND --help' for the options of one command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="s2cac [--version] [--help] COMMAND [options]",
+    )
+    parser.add_argument("--version", action="version", version=f"s2cac {__version__}")
+    parser.add_argument("command", nargs="?", metavar="COMMAND", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``s2cac`` command line; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        top.parse_args(argv)
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        top.print_usage(sys.stderr)
+        print(f"s2cac: error: unknown command {name!r}; choose from: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module_name, text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"s2cac {name}", description=text[0].upper() + text[1:] + ".")
+    module.configure_parser(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except CommandError as err:
+        print(f"s2cac {name}: error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as err:
+        # Library code raises these with messages that name the file or key; no traceback for users.
+        print(f"s2cac {name}: error: {err}", file=sys.stderr)
+        return 2
