@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "splits": ("s2cac.data.cli_splits", "write labeled/unlabeled/negative/validation/test splits"),
     "score": ("s2cac.scoring.cli", "Agatston, volume and mass scores of a calcium mask on a CT image"),
     "evaluate": ("s2cac.evaluation.cli", "segmentation and clinical agreement metrics against a reference"),
+    "train": ("s2cac.training.cli", "train an S2CAC (or baseline/ablation) model on a preprocessed dataset"),
 }
 
 
