@@ -1,0 +1,21 @@
+"""Calcium scoring: Agatston, volume and mass per label and in total (pure numpy/scipy/cc3d)."""
+
+from s2cac.scoring.agatston import (
+    RISK_BOUNDS,
+    LabelScore,
+    ScoreResult,
+    agatston_weight,
+    risk_category,
+    risk_category_names,
+    score_mask,
+)
+
+__all__ = [
+    "RISK_BOUNDS",
+    "LabelScore",
+    "ScoreResult",
+    "agatston_weight",
+    "risk_category",
+    "risk_category_names",
+    "score_mask",
+]
