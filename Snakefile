@@ -1,0 +1,43 @@
+# s2cac: semi-supervised coronary artery calcium segmentation (S2CAC) and Agatston scoring.
+#
+#   make demo                           # = snakemake --cores all on config/config.yaml (synthetic cohort)
+#   snakemake --use-conda --cores all   # the same, each stage in its own conda env (workflow/envs/)
+#   snakemake --configfile config/paper.yaml ...   # another experiment set
+#
+# Paths (every rule writes only below results/, logs/ and benchmarks/):
+#   results/data/{dataset}/cases.tsv, images/, labels/       the cohort (HU images, per-artery label maps)
+#   results/data/{dataset}/overview.png, threshold_baseline.tsv   synthetic cohort only: look and baseline
+#   results/nnunet/raw/Dataset{id}_{dataset}/                nnU-Net v2 raw dataset (HU-windowed, binary)
+#   results/nnunet/preprocessed/Dataset{id}_{dataset}/       nnU-Net v2 plans and preprocessed data
+#   results/splits/{dataset}/seed{seed}/splits_final.json    nnU-Net folds
+#   results/splits/{dataset}/seed{seed}/fold{fold}/labeled{pct}.json   roles: labeled, unlabeled,
+#                                                            negative, validation, test
+#   logs/{rule}/{wildcards}.log, benchmarks/{rule}/{wildcards}.tsv
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset=DATASET,
+    seed=r"\d+",
+    fold=r"\d+",
+    ratio=r"\d+(\.\d+)?",
+    id=r"\d{3}",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/splits.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_all_targets(),

@@ -1,0 +1,132 @@
+"""Write an nnU-Net v2 raw dataset from a case sheet, with the method's HU window applied beforehand.
+
+nnU-Net's ``CT`` normalisation clips to percentiles of the *labelled* voxels; with calcium-only labels that
+is >= 130 HU and erases all anatomy. We therefore window the HU images ourselves (METHOD.md: level 130,
+width 850, i.e. [-295, 555] HU mapped linearly to [0, 255]) and store them as uint8, and declare the channel
+as ``rgb_to_0_1`` so that nnU-Net only divides by 255. Labels become binary (calcium = any label > 0).
+The original HU images stay where they are, for Agatston scoring.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from s2cac.data.atomic import atomic_dir, atomic_write_json
+from s2cac.data.cases import CaseSheetError, check_case, load_case_sheet
+
+#: nnU-Net channel normalisation that matches our pre-windowed uint8 images (divide by 255, nothing else).
+CHANNEL_NORMALIZATION = "rgb_to_0_1"
+
+
+@dataclass(frozen=True)
+class HUWindow:
+    """A CT display window in HU."""
+
+    level: float = 130.0
+    width: float = 850.0
+
+    def __post_init__(self) -> None:
+        if not self.width > 0:
+            raise ValueError(f"HU window width must be > 0, got {self.width}")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(lowest, highest) HU of the window."""
+        return self.level - self.width / 2, self.level + self.width / 2
+
+
+def window_hu(hu: np.ndarray, window: HUWindow = HUWindow()) -> np.ndarray:
+    """Clip HU to the window and map it linearly onto 0..255 (uint8, rounded).
+
+    Args:
+        hu: CT intensities in HU, any shape.
+        window: level/width in HU.
+
+    Returns:
+        uint8 array of the same shape; window bottom -> 0, top -> 255.
+    """
+    lo, hi = window.bounds
+    scaled = (np.clip(hu.astype(np.float32), lo, hi) - lo) * (255.0 / (hi - lo))
+    return np.rint(scaled).astype(np.uint8)
+
+
+def dataset_folder_name(dataset_id: int, name: str) -> str:
+    """nnU-Net's folder name ``DatasetXXX_name`` (3-digit id)."""
+    if not 1 <= int(dataset_id) <= 999:
+        raise ValueError(f"nnU-Net dataset id must be 1..999, got {dataset_id}")
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
+    return f"Dataset{int(dataset_id):03d}_{name}"
+
+
+def _convert_case(row, images_dir: Path, labels_dir: Path, window: HUWindow) -> str:
+    import SimpleITK as sitk
+
+    check_case(row)  # readable, 3D, label on the image grid, non-negative integer labels
+    cid = row["case_id"]
+    img = sitk.ReadImage(row["image"])
+    hu = sitk.GetArrayFromImage(img)
+    if not np.issubdtype(hu.dtype, np.integer) and not np.all(np.mod(hu, 1) == 0):
+        raise CaseSheetError(f"case {cid}: image {row['image']} is not integer HU (dtype {hu.dtype})")
+    if hu.max() <= 255 and hu.min() >= 0:
+        raise CaseSheetError(
+            f"case {cid}: image {row['image']} ranges {hu.min()}..{hu.max()}: that is not CT in HU "
+            "(air is about -1000 HU); convert it to HU first"
+        )
+    out = sitk.GetImageFromArray(window_hu(hu, window))
+    out.CopyInformation(img)
+    sitk.WriteImage(out, str(images_dir / f"{cid}_0000.nii.gz"), useCompression=True)
+    lab = sitk.ReadImage(row["label"])
+    binary = sitk.GetImageFromArray((sitk.GetArrayViewFromImage(lab) > 0).astype(np.uint8))
+    binary.CopyInformation(img)  # the label grid was checked to match within tolerance; make it exact
+    sitk.WriteImage(binary, str(labels_dir / f"{cid}.nii.gz"), useCompression=True)
+    return cid
+
+
+def write_raw_dataset(
+    case_sheet: str | Path,
+    raw_root: str | Path,
+    dataset_id: int,
+    dataset_name: str,
+    *,
+    window: HUWindow = HUWindow(),
+    threads: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Convert every case of a case sheet into ``raw_root/DatasetXXX_name`` (imagesTr, labelsTr, dataset.json).
+
+    The folder is written atomically: it appears complete or not at all.
+
+    Returns:
+        The dataset folder.
+    """
+    sheet = load_case_sheet(case_sheet)
+    final = Path(raw_root) / dataset_folder_name(dataset_id, dataset_name)
+    with atomic_dir(final) as tmp:
+        images, labels = tmp / "imagesTr", tmp / "labelsTr"
+        images.mkdir()
+        labels.mkdir()
+        rows = [row for _, row in sheet.iterrows()]
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            for i, cid in enumerate(pool.map(lambda r: _convert_case(r, images, labels, window), rows), 1):
+                if progress:
+                    print(f"[nnunet-raw] {i}/{len(rows)} {cid}", file=sys.stderr, flush=True)
+        lo, hi = window.bounds
+        atomic_write_json(
+            tmp / "dataset.json",
+            {
+                "name": dataset_name,
+                "description": f"CAC segmentation; images HU-windowed [{lo:g}, {hi:g}] -> 0..255 by s2cac",
+                "channel_names": {"0": CHANNEL_NORMALIZATION},
+                "labels": {"background": 0, "calcium": 1},
+                "numTraining": len(rows),
+                "file_ending": ".nii.gz",
+                "s2cac_hu_window": {"level": window.level, "width": window.width},
+            },
+        )
+    return final

@@ -1,0 +1,55 @@
+# Shared helpers: config validation and input functions.
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+DATASET = config["dataset"]["name"]
+NNUNET_FOLDER = f"Dataset{int(config['dataset']['nnunet_id']):03d}_{DATASET}"
+REPO = Path(workflow.basedir)
+SPLITS = config["splits"]
+
+
+def _ratio_tag(ratio):
+    return f"{round(float(ratio) * 100, 6):g}"
+
+
+RATIO_TAGS = [_ratio_tag(r) for r in SPLITS["labeled_ratios"]]
+
+if config["dataset"]["source"] == "case_sheet" and not config["dataset"].get("case_sheet"):
+    raise ValueError("config: dataset.source is case_sheet but dataset.case_sheet (the TSV path) is not set")
+if config["dataset"]["source"] == "synthetic" and "synthetic" not in config["dataset"]:
+    config["dataset"]["synthetic"] = {}
+for fold in SPLITS["folds"]:
+    if fold >= SPLITS["n_folds"]:
+        raise ValueError(f"config: splits.folds has fold {fold} but splits.n_folds is {SPLITS['n_folds']}")
+
+
+def package_code(*subpackages):
+    """Source files of the given s2cac subpackages, to be declared as inputs (editing the code reruns the job)."""
+    files = []
+    for sub in subpackages:
+        files += sorted(str(p.relative_to(REPO)) for p in (REPO / "s2cac" / sub).rglob("*.py"))
+    return files
+
+
+def split_files(seed):
+    return [f"results/splits/{DATASET}/seed{seed}/splits_final.json"] + [
+        f"results/splits/{DATASET}/seed{seed}/fold{fold}/labeled{tag}.json"
+        for fold in SPLITS["folds"]
+        for tag in RATIO_TAGS
+    ]
+
+
+def get_all_targets():
+    targets = [
+        f"results/data/{DATASET}/cases.tsv",
+        f"results/nnunet/preprocessed/{NNUNET_FOLDER}/nnUNetPlans.json",
+    ]
+    if config["dataset"]["source"] == "synthetic":
+        targets += [f"results/data/{DATASET}/overview.png", f"results/data/{DATASET}/threshold_baseline.tsv"]
+    for seed in SPLITS["seeds"]:
+        targets += split_files(seed)
+    return targets

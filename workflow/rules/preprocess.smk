@@ -1,0 +1,50 @@
+# Stage 2: nnU-Net v2 raw dataset (HU-windowed images, binary labels) and nnU-Net's own preprocessing.
+
+
+rule nnunet_raw:
+    input:
+        cases="results/data/{dataset}/cases.tsv",
+        code=package_code("data"),
+    output:
+        directory("results/nnunet/raw/Dataset{id}_{dataset}"),
+    params:
+        window=config["preprocess"]["hu_window"],
+    log:
+        "logs/nnunet_raw/Dataset{id}_{dataset}.log",
+    benchmark:
+        "benchmarks/nnunet_raw/Dataset{id}_{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/nnunet_raw.py"
+
+
+rule nnunet_preprocess:
+    input:
+        raw="results/nnunet/raw/Dataset{id}_{dataset}",
+        code=package_code("data"),
+    output:
+        plans="results/nnunet/preprocessed/Dataset{id}_{dataset}/nnUNetPlans.json",
+        data=directory("results/nnunet/preprocessed/Dataset{id}_{dataset}/nnUNetPlans_3d_fullres"),
+        gt=directory("results/nnunet/preprocessed/Dataset{id}_{dataset}/gt_segmentations"),
+        dataset_json="results/nnunet/preprocessed/Dataset{id}_{dataset}/dataset.json",
+        fingerprint="results/nnunet/preprocessed/Dataset{id}_{dataset}/dataset_fingerprint.json",
+    params:
+        target_spacing=config["preprocess"]["target_spacing"],
+        patch_size=config["preprocess"]["patch_size"],
+    log:
+        "logs/nnunet_preprocess/Dataset{id}_{dataset}.log",
+    benchmark:
+        "benchmarks/nnunet_preprocess/Dataset{id}_{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/nnunet_preprocess.py"
