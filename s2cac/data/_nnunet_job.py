@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +16,7 @@ import numpy as np
 def _planner_class():
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
     from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+    from nnunetv2.paths import nnUNet_preprocessed
 
     class S2CACPlanner(ExperimentPlanner):
         """nnU-Net's default planner, keeping only ``3d_fullres`` and optionally a fixed patch size."""
@@ -46,7 +48,9 @@ def _planner_class():
                 cfg["patch_size"] = [int(p) for p in patch]
             plans["configurations"] = {"3d_fullres": cfg}
             self.plans = plans
-            # save_plans merges configurations of an existing file; ours is written fresh each job.
+            # save_plans would merge the configurations already saved by super() (2d, 3d_lowres): start afresh.
+            plans_file = Path(nnUNet_preprocessed) / self.dataset_name / f"{self.plans_identifier}.json"
+            plans_file.unlink(missing_ok=True)
             self.save_plans(plans)
             return plans
 

@@ -86,7 +86,8 @@ def load_case_sheet(path: str | Path) -> pd.DataFrame:
         df[col] = [str((base / p).resolve()) if p else "" for p in df[col]]
     if "negative" in df.columns:
         df["negative"] = [
-            parse_yes_no(v, f"{path}, case {cid}, column negative: ") for cid, v in zip(df["case_id"], df["negative"])
+            parse_yes_no(v, f"{path}, case {cid}, column negative: ")
+            for cid, v in zip(df["case_id"], df["negative"], strict=True)
         ]
     return df.reset_index(drop=True)
 

@@ -3,10 +3,11 @@
 Scheme (all orderings come from ``numpy.random.default_rng`` with fixed seeds, so the files are identical
 on every run):
 
-* **test**: a held-out share of all cases, stratified by risk category (negatives form the "0" stratum).
-  It depends on ``test_seed`` only, so every training seed, fold and labeled ratio meets the same test set.
-* **folds**: the remaining cases are dealt into ``n_folds`` stratified folds, shuffled by ``seed``; fold ``f``
-  is the validation set of fold ``f``.
+* **test**: a held-out share of all cases, stratified by risk category (negative scans form one stratum):
+  within every stratum the count is within one of the share. It depends on ``test_seed`` only, so every
+  training seed, fold and labeled ratio meets the same test set.
+* **folds**: the remaining cases are dealt round-robin into ``n_folds`` stratified folds, shuffled by
+  ``seed``; fold ``f`` is the validation set of fold ``f``.
 * in each fold's training part, negative scans (``negative == yes``) form the **negative** set; the scans with
   calcium are ranked in a stratified random order (by ``seed``), and the first ``ratio`` share of them
   (at least one) is **labeled**, the rest **unlabeled**. Smaller ratios are therefore subsets of larger ones.
@@ -53,6 +54,12 @@ def stratified_order(strata: Sequence[str], rng: np.random.Generator) -> np.ndar
     return np.argsort(keys, kind="stable")
 
 
+def grouped_order(strata: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """Indices of stratum after stratum (strata in sorted order), shuffled within each stratum."""
+    strata = np.asarray(strata, dtype=object)
+    return np.concatenate([rng.permutation(np.flatnonzero(strata == s)) for s in sorted(set(strata))])
+
+
 def make_splits(
     sheet: pd.DataFrame,
     *,
@@ -86,17 +93,20 @@ def make_splits(
     strata = _strata(sheet)
     negative = strata == "negative"
 
-    order = stratified_order(strata, np.random.default_rng([test_seed, 7001]))
-    n_test = int(round(test_fraction * len(ids)))
+    # Test: walk the strata one after another (shuffled within) and take every (1/f)-th case.
+    order = grouped_order(strata, np.random.default_rng([test_seed, 7001]))
+    pos = np.arange(len(ids))
+    take = np.floor((pos + 1) * test_fraction + 1e-9) > np.floor(pos * test_fraction + 1e-9)
     is_test = np.zeros(len(ids), bool)
-    is_test[order[:n_test]] = True
+    is_test[order[take]] = True
 
     pool = np.flatnonzero(~is_test)
     if len(pool) < n_folds:
         raise ValueError(f"only {len(pool)} cases left after the test hold-out; cannot make {n_folds} folds")
     rng = np.random.default_rng([seed, 7002])
     fold_of = np.full(len(ids), -1)
-    fold_of[pool[stratified_order(strata[pool], rng)]] = np.arange(len(pool)) % n_folds
+    # Folds: deal the strata, one after another, round-robin: per-fold counts differ by at most one.
+    fold_of[pool[grouped_order(strata[pool], rng)]] = np.arange(len(pool)) % n_folds
 
     nnunet_folds, roles = [], {}
     for f in range(n_folds):
