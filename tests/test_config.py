@@ -1,0 +1,78 @@
+"""Workflow configuration: the schema rejects typos and bad values with a message naming the key."""
+
+import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def _demo():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_demo_config_is_valid_and_defaults_are_filled():
+    cfg = _demo()
+    del cfg["splits"]["seeds"]
+    validate(cfg, SCHEMA, set_default=True)
+    assert cfg["splits"]["seeds"] == [0]
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda c: c["splits"].update(n_fold=3), "n_fold"),
+        (lambda c: c.update(preproces={}), "preproces"),
+        (lambda c: c["dataset"].update(source="web"), "web"),
+        (lambda c: c["preprocess"].update(patch_size=[16, 64]), "patch_size"),
+        (lambda c: c["splits"].update(labeled_ratios=[0.0]), "labeled_ratios"),
+        (lambda c: c["dataset"].update(name="bad name"), "bad name"),
+        (lambda c: c["preprocess"]["hu_window"].update(levle=100), "levle"),
+    ],
+)
+def test_schema_rejects_bad_configs_naming_the_key(edit, needle):
+    cfg = copy.deepcopy(_demo())
+    edit(cfg)
+    with pytest.raises(WorkflowError) as info:
+        validate(cfg, SCHEMA, set_default=True)
+    assert needle in str(info.value)
+
+
+def test_workflow_stops_on_a_config_typo(tmp_path):
+    cfg = _demo()
+    cfg["splits"]["n_fold"] = 3
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent))
+    proc = subprocess.run(
+        [snakemake, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "'n_fold' was unexpected" in proc.stdout + proc.stderr
+
+
+def test_fold_outside_n_folds_is_rejected(tmp_path):
+    cfg = _demo()
+    cfg["splits"]["folds"] = [0, 7]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent))
+    proc = subprocess.run(
+        [snakemake, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "splits.folds has fold 7" in proc.stdout + proc.stderr
