@@ -24,7 +24,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	@echo ">> $(VENV) is ready"
 
 demo: setup
-	$(VENV)/bin/snakemake --cores $(CORES)
+	$(VENV)/bin/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
 
 test: setup
 	$(PY) -m pytest -q tests
