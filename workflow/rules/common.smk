@@ -31,7 +31,7 @@ def package_code(*subpackages):
     """Source files of the given s2cac subpackages, to be declared as inputs (editing the code reruns the job)."""
     files = []
     for sub in subpackages:
-        files += sorted(str(p.relative_to(REPO)) for p in (REPO / "s2cac" / sub).rglob("*.py"))
+        files += sorted(str(p) for p in (REPO / "s2cac" / sub).rglob("*.py"))
     return files
 
 
