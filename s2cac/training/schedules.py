@@ -1,0 +1,44 @@
+"""Schedules of the S2CAC trainer: consistency ramp, negative-sample-boosting weight, EMA teacher update."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def consistency_weight(iteration: int, max_weight: float = 0.1, ramp_step: int = 150, ramp_length: int = 200) -> float:
+    """lambda(t) = max_weight * exp(-5 (1 - min(t, T) / T)^2) with t = iteration // ramp_step, T = ramp_length.
+
+    ``ramp_length`` 0 means no ramp (always ``max_weight``).
+    """
+    if ramp_length <= 0:
+        return float(max_weight)
+    t = min(iteration // max(1, ramp_step), ramp_length)
+    return float(max_weight * math.exp(-5.0 * (1.0 - t / ramp_length) ** 2))
+
+
+def nsb_weight(epoch: int | float, a: float = 0.999, b: float = 0.03, tau: float = 300.0) -> float:
+    """Weight of a calcium-free patch at ``epoch``: w(e) = 1 - a (1 - sigmoid(b (e - tau)))."""
+    return float(1.0 - a * (1.0 - 1.0 / (1.0 + math.exp(-b * (epoch - tau)))))
+
+
+def ema_alpha(step: int, alpha_max: float = 0.99) -> float:
+    """EMA decay after optimiser step ``step`` (0-based): min(1 - 1 / (step + 1), alpha_max)."""
+    return min(1.0 - 1.0 / (step + 1), alpha_max)
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
+    """teacher <- alpha * teacher + (1 - alpha) * student, for parameters and floating buffers (BN statistics).
+
+    Integer buffers (BN's ``num_batches_tracked``) are copied from the student.
+    """
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
+    for t, s in zip(teacher.buffers(), student.buffers()):
+        if t.dtype.is_floating_point:
+            t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
+        else:
+            t.copy_(s)

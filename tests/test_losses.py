@@ -1,0 +1,118 @@
+"""Each S2CAC loss term on hand-made tensors with hand-computed values."""
+
+import math
+
+import pytest
+import torch
+
+from s2cac.training import losses as L
+
+
+def _logits_from_probs(p_fg: torch.Tensor) -> torch.Tensor:
+    """Two-class logits (B, 2, ...) whose softmax foreground probability is p_fg."""
+    return torch.stack([torch.zeros_like(p_fg), torch.log(p_fg / (1 - p_fg))], dim=1)
+
+
+def test_weighted_ce_hand_computed():
+    p = torch.tensor([[[[0.8, 0.2]]], [[[0.5, 0.5]]]])  # (B=2, Z=1, Y=1, X=2)
+    t = torch.tensor([[[[1, 0]]], [[[1, 1]]]])
+    # sample 0: -(log .8 + log .8)/2 = -log .8 ; sample 1: -log .5
+    w = torch.tensor([1.0, 0.5])
+    expect = (-math.log(0.8) * 1.0 + -math.log(0.5) * 0.5) / 2
+    assert L.weighted_ce(_logits_from_probs(p), t, w).item() == pytest.approx(expect, rel=1e-5)
+
+
+def test_weighted_soft_dice_hand_computed():
+    p = torch.tensor([[[[0.8, 0.2]]], [[[0.1, 0.1]]]])
+    t = torch.tensor([[[[1, 0]]], [[[0, 0]]]])
+    s = 1e-5
+    d0 = (2 * 0.8 + s) / (1.0 + 1 + s)
+    d1 = s / (0.2 + 0 + s)
+    w = torch.tensor([1.0, 0.25])
+    expect = ((1 - d0) + 0.25 * (1 - d1)) / 2
+    assert L.weighted_soft_dice(_logits_from_probs(p), t, w).item() == pytest.approx(expect, rel=1e-5)
+
+
+def test_weighted_l1_and_soft_amount():
+    assert L.weighted_l1(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.1])).item() == (
+        pytest.approx((1.0 + 0.3) / 2)
+    )
+    p = torch.tensor([[[[0.8, 0.2]]], [[[0.1, 0.3]]]])
+    assert L.soft_calcium_amount(_logits_from_probs(p)).tolist() == pytest.approx([1.0, 0.4], rel=1e-6)
+
+
+def test_score_space():
+    v = torch.tensor([0.0, 10.0])
+    assert L.to_score_space(v, "voxel_count", 0.5).tolist() == [0.0, 10.0]
+    assert L.to_score_space(v, "log1p_volume_mm3", 0.5).tolist() == pytest.approx([0.0, math.log(6.0)])
+    with pytest.raises(ValueError, match="unknown score target"):
+        L.to_score_space(v, "agatston", 1.0)
+
+
+def test_consistency_mse_detaches_teacher():
+    s = torch.tensor([1.0, 2.0], requires_grad=True)
+    t = torch.tensor([0.0, 0.0], requires_grad=True)
+    out = L.consistency_mse(s, t)
+    assert out.item() == pytest.approx(2.5)
+    out.backward()
+    assert t.grad is None and s.grad.tolist() == [1.0, 2.0]
+
+
+def test_all_terms_and_total_hand_computed():
+    # one supervised patch (calcium in voxel 0), one unlabeled patch; 1x1x2 voxels each
+    sup_p = torch.tensor([[[[0.8, 0.2]]]])
+    unl_p = torch.tensor([[[[0.5, 0.25]]]])
+    sup_logits, unl_logits = _logits_from_probs(sup_p), _logits_from_probs(unl_p)
+    teacher_logits = unl_logits + 1.0  # MSE = 1
+    terms = L.s2cac_loss_terms(
+        sup_logits=sup_logits,
+        sup_target=torch.tensor([[[[1, 0]]]]),
+        sup_amount=torch.tensor([1.0]),
+        sup_weights=torch.tensor([1.0]),
+        sup_scores=torch.tensor([3.0]),
+        unl_logits=unl_logits,
+        unl_scores=torch.tensor([2.0]),
+        teacher_logits=teacher_logits,
+        teacher_scores=torch.tensor([0.5]),
+        consistency=0.1,
+        score_target="voxel_count",
+        voxel_volume_mm3=1.0,
+        score_weight=2.0,
+        score_consistency=True,
+    )
+    ce = -(math.log(0.8) + math.log(0.8)) / 2
+    dice = 1 - (2 * 0.8 + 1e-5) / (1.0 + 1 + 1e-5)
+    assert terms["seg"].item() == pytest.approx(ce + dice, rel=1e-5)
+    assert terms["score"].item() == pytest.approx(2.0 * abs(3.0 - 1.0))
+    assert terms["cons"].item() == pytest.approx(1.0 + 2.0 * abs(2.0 - 0.5), rel=1e-5)
+    # sdc: |S_soft(sup)=1.0 - 1| + |S_soft(unl)=0.75 - 0.5|, times score weight 2
+    assert terms["sdc"].item() == pytest.approx(2.0 * (0.0 + 0.25), abs=1e-5)
+    expect_total = terms["seg"] + terms["score"] + 0.1 * (terms["cons"] + terms["sdc"])
+    assert terms["total"].item() == pytest.approx(expect_total.item())
+
+
+def test_terms_off_without_teacher_and_score_consistency():
+    terms = L.s2cac_loss_terms(
+        sup_logits=torch.zeros(2, 2, 1, 2, 2),
+        sup_target=torch.zeros(2, 1, 2, 2, dtype=torch.long),
+        sup_amount=torch.zeros(2),
+        sup_weights=torch.ones(2),
+        sup_scores=None,
+        unl_logits=None,
+        unl_scores=None,
+        teacher_logits=None,
+        teacher_scores=None,
+        consistency=0.1,
+        score_target="log1p_volume_mm3",
+        voxel_volume_mm3=1.0,
+        score_weight=1.0,
+        score_consistency=False,
+    )
+    assert terms["score"].item() == terms["cons"].item() == terms["sdc"].item() == 0.0
+    assert terms["total"].item() == pytest.approx(terms["seg"].item())
+
+
+def test_check_finite():
+    L.check_finite(torch.tensor(1.0), "x")
+    with pytest.raises(FloatingPointError, match="seg"):
+        L.check_finite(torch.tensor(float("nan")), "seg")

@@ -1,0 +1,94 @@
+"""Shape, validation and initialisation tests of the dual-path network."""
+
+import math
+
+import pytest
+import torch
+
+from s2cac.nets import PRESETS, DualPathNet, build_network, count_parameters
+
+
+@pytest.mark.parametrize("patch", [(8, 32, 32), (5, 48, 64), (1, 16, 16), (16, 64, 48)])
+def test_tiny_output_shapes(patch):
+    torch.manual_seed(0)
+    net = build_network("tiny")
+    x = torch.randn(2, 1, *patch)
+    logits, score = net(x)
+    assert logits.shape == (2, 2, *patch)
+    assert score.shape == (2,)
+    assert torch.isfinite(logits).all() and torch.isfinite(score).all()
+
+
+def test_paper_preset_parameters_and_small_forward():
+    net = build_network("paper")
+    n = count_parameters(net)
+    assert 34.0e6 < n < 35.0e6, n  # METHOD.md: ~34.5 M used parameters
+    net.eval()
+    with torch.no_grad():
+        logits, score = net(torch.randn(1, 1, 2, 32, 32))
+    assert logits.shape == (1, 2, 2, 32, 32) and score.shape == (1,)
+
+
+def test_paper_preset_has_four_connection_blocks_and_no_512_stage():
+    net = build_network("paper")
+    assert len(net.connections) == 4 and len(net.decoder) == 4
+    assert max(m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv3d)) == 256
+    assert net.memory.shape == (1, 200, 160) and torch.all(net.memory == 0.5)
+
+
+@pytest.mark.parametrize("patch", [(8, 24, 32), (8, 32, 40), (4, 8, 16)])
+def test_bad_inplane_size_raises_clear_error(patch):
+    net = build_network("tiny")
+    with pytest.raises(ValueError, match="divisible by the network's total stride 16"):
+        net(torch.randn(1, 1, *patch))
+
+
+def test_segmentation_only_returns_logits():
+    net = build_network("tiny").eval()
+    net.segmentation_only = True
+    out = net(torch.randn(1, 1, 4, 32, 32))
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 2, 4, 32, 32)
+
+
+def test_fg_prior_sets_head_bias():
+    net = build_network("tiny", fg_prior=0.01)
+    assert net.head.bias[0].item() == 0.0
+    assert net.head.bias[1].item() == pytest.approx(math.log(0.01 / 0.99))
+
+
+def test_without_score_head_score_is_zero_and_no_transformer():
+    net = build_network("tiny", use_score_head=False)
+    assert not hasattr(net, "connections")
+    _, score = net(torch.randn(2, 1, 4, 16, 16))
+    assert torch.all(score == 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"stage_blocks": (1, 1)}, "one entry per stage"),
+        ({"decoder_channels": (8, 8, 8)}, "decoder_channels needs 4"),
+        ({"num_heads": 3}, "must divide embed_dim"),
+        ({"token_grid": (2, 2)}, "token_grid"),
+        ({"fg_prior": 1.5}, "fg_prior"),
+        ({"stem_channels": 0}, "stem_channels"),
+        ({"num_classes": 1}, "num_classes"),
+    ],
+)
+def test_constructor_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DualPathNet(**{**PRESETS["tiny"], **kwargs})
+
+
+def test_unknown_preset_or_override():
+    with pytest.raises(ValueError, match="unknown network preset"):
+        build_network("huge")
+    with pytest.raises(ValueError, match="unknown network argument"):
+        build_network("tiny", widht=3)
+
+
+def test_two_stage_network_has_stride_8():
+    net = build_network("tiny", stage_channels=(8, 16), stage_blocks=(1, 1), decoder_channels=(16, 8, 8))
+    assert net.total_stride == 8
+    logits, _ = net(torch.randn(1, 1, 3, 24, 40))
+    assert logits.shape == (1, 2, 3, 24, 40)
