@@ -50,7 +50,7 @@ def test_ema_alpha_and_update():
     assert torch.allclose(teacher[1].running_mean, torch.full((2,), 0.75 * 0 + 0.25 * 2))
     assert teacher[1].num_batches_tracked.item() == 7
     ema_update(teacher, student, 0.0)  # alpha 0 = copy
-    assert all(torch.equal(t, s) for t, s in zip(teacher.parameters(), student.parameters()))
+    assert all(torch.equal(t, s) for t, s in zip(teacher.parameters(), student.parameters(), strict=True))
 
 
 def test_config_roundtrip_and_unknown_keys(tmp_path):

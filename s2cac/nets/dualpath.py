@@ -123,7 +123,7 @@ class DualPathNet(nn.Module):
         self.stem = _conv_bn_relu(in_channels, stem_channels, (1, 7, 7), _INPLANE)
         self.pool = nn.MaxPool3d((1, 3, 3), _INPLANE, (0, 1, 1))
         stages, cin = [], stem_channels
-        for i, (cout, nblocks) in enumerate(zip(stage_channels, stage_blocks)):
+        for i, (cout, nblocks) in enumerate(zip(stage_channels, stage_blocks, strict=True)):
             stride = (1, 1, 1) if i == 0 else _INPLANE
             blocks = [BasicBlock3d(cin, cout, stride)] + [BasicBlock3d(cout, cout) for _ in range(nblocks - 1)]
             stages.append(nn.Sequential(*blocks))
@@ -132,7 +132,7 @@ class DualPathNet(nn.Module):
         # skips from deep to shallow: stages[-2], ..., stages[0], stem; the last decoder block has none
         skips = list(stage_channels[-2::-1]) + [stem_channels, 0]
         decoder, cin = [], stage_channels[-1]
-        for cout, skip in zip(decoder_channels, skips):
+        for cout, skip in zip(decoder_channels, skips, strict=True):
             decoder.append(nn.Sequential(_conv_bn_relu(cin + skip, cout), _conv_bn_relu(cout, cout)))
             cin = cout
         self.decoder = nn.ModuleList(decoder)
@@ -163,7 +163,7 @@ class DualPathNet(nn.Module):
         """Raise ValueError unless a (Z, Y, X) patch fits: Y and X divisible by the total in-plane stride."""
         if len(spatial) != 3 or any(int(s) < 1 for s in spatial):
             raise ValueError(f"patch must be (Z, Y, X) with positive sizes, got {tuple(spatial)}")
-        bad = [n for n, s in zip("YX", spatial[1:]) if int(s) % self.total_stride]
+        bad = [n for n, s in zip("YX", spatial[1:], strict=True) if int(s) % self.total_stride]
         if bad:
             ok = [max(self.total_stride, round(int(s) / self.total_stride) * self.total_stride) for s in spatial[1:]]
             raise ValueError(

@@ -35,9 +35,9 @@ def ema_update(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
 
     Integer buffers (BN's ``num_batches_tracked``) are copied from the student.
     """
-    for t, s in zip(teacher.parameters(), student.parameters()):
+    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
         t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
-    for t, s in zip(teacher.buffers(), student.buffers()):
+    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
         if t.dtype.is_floating_point:
             t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
         else:
