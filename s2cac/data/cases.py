@@ -116,20 +116,6 @@ def _read(path: str, what: str, case_id: str):
         raise CaseSheetError(f"case {case_id}: cannot read {what} {path}: {first}") from err
 
 
-def geometry_differences(a, b, tol: float = 1e-3) -> list[str]:
-    """Describe how two SimpleITK images' grids differ (size, spacing, origin, direction); empty if they match."""
-    out = []
-    if a.GetSize() != b.GetSize():
-        out.append(f"size {a.GetSize()} vs {b.GetSize()}")
-    if not np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0, atol=tol):
-        out.append(f"spacing {a.GetSpacing()} vs {b.GetSpacing()}")
-    if not np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=max(tol, 1e-3 * max(a.GetSpacing()))):
-        out.append(f"origin {a.GetOrigin()} vs {b.GetOrigin()}")
-    if not np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=tol):
-        out.append(f"direction {a.GetDirection()} vs {b.GetDirection()}")
-    return out
-
-
 def check_case(row: pd.Series, *, allowed_labels: set[int] | None = None) -> CaseCheck:
     """Read one case's image and label and check that they belong together.
 
@@ -144,7 +130,9 @@ def check_case(row: pd.Series, *, allowed_labels: set[int] | None = None) -> Cas
     lab = _read(row["label"], "label", cid)
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise CaseSheetError(f"case {cid}: image {row['image']} is not a 3D single-channel volume")
-    diff = geometry_differences(img, lab)
+    from s2cac.io.images import Geometry
+
+    diff = Geometry.from_sitk(img).compare(Geometry.from_sitk(lab))
     if diff:
         raise CaseSheetError(
             f"case {cid}: label {row['label']} does not match image {row['image']}: " + "; ".join(diff)
