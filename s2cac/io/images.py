@@ -93,11 +93,26 @@ def _fmt(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
+class _ImageView(np.ndarray):
+    """A read-only numpy view of a SimpleITK image's buffer that keeps the image alive."""
+
+    _sitk_image: sitk.Image | None = None
+
+
+def _array_of(image: sitk.Image, copy: bool) -> np.ndarray:
+    if copy:
+        return sitk.GetArrayFromImage(image)
+    view = sitk.GetArrayViewFromImage(image).view(_ImageView)
+    view._sitk_image = image  # the view does not own the buffer: keep the image referenced
+    return view
+
+
+def read_image(path: str | Path, *, copy: bool = True) -> tuple[np.ndarray, Geometry]:
     """Read a 3D image file or a folder holding one DICOM series.
 
     Args:
         path: an image file SimpleITK reads, or a folder of DICOM files of one series.
+        copy: False returns a read-only view of SimpleITK's buffer (saves a copy of the volume).
 
     Returns:
         The (z, y, x) array (file's pixel type; DICOM rescale applied) and its :class:`Geometry`.
@@ -122,7 +137,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
             "non-axial stacks are refused because per-slice Agatston scoring would be wrong: resample to an "
             "axial grid first"
         )
-    return sitk.GetArrayFromImage(image), geometry
+    return _array_of(image, copy), geometry
 
 
 def _read_file(path: Path) -> sitk.Image:
@@ -224,7 +239,9 @@ def check_hu(array: np.ndarray, path: str | Path) -> np.ndarray:
         array = rounded
     elif not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"{path}: pixel type {array.dtype} is not a CT intensity; expected integer HU")
-    lo, hi = float(array.min()), float(array.max())
+    lo = float(array.min())
+    # int16 needs no max: it only matters for data without negative values (refused below) or for int32.
+    hi = float(array.max()) if lo >= -1 or array.dtype != np.int16 else float(np.iinfo(np.int16).max)
     if lo >= -1 and hi <= 1:
         raise ValueError(f"{path}: intensities range {lo:g}..{hi:g}, which looks normalised, not HU")
     if lo >= 0:
@@ -245,6 +262,8 @@ def check_label_map(array: np.ndarray, path: str | Path) -> np.ndarray:
             raise ValueError(f"{path}: label map holds non-integer values; expected integer labels (0 = background)")
     elif not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
         raise ValueError(f"{path}: pixel type {array.dtype} is not a label map")
+    if array.dtype in (np.uint8, np.uint16):
+        return array  # already a valid label map type: skip two passes over the volume
     lo, hi = array.min(), array.max()
     if lo < 0:
         raise ValueError(f"{path}: label map holds negative labels (min {lo:g}); labels must be >= 0")
@@ -252,16 +271,19 @@ def check_label_map(array: np.ndarray, path: str | Path) -> np.ndarray:
     return array.astype(dtype, copy=False)
 
 
-def read_ct(path: str | Path, *, check_intensities: bool = True) -> tuple[np.ndarray, Geometry]:
-    """Read a CT image as integer HU (z, y, x) and its geometry; see :func:`check_hu` for what is refused."""
-    array, geometry = read_image(path)
+def read_ct(path: str | Path, *, check_intensities: bool = True, copy: bool = True) -> tuple[np.ndarray, Geometry]:
+    """Read a CT image as integer HU (z, y, x) and its geometry; see :func:`check_hu` for what is refused.
+
+    ``copy=False`` may return a read-only view (see :func:`read_image`).
+    """
+    array, geometry = read_image(path, copy=copy)
     if check_intensities:
         array = check_hu(array, path)
     return array, geometry
 
 
 def read_label_map(
-    path: str | Path, reference: Geometry | None = None, tol: float = 1e-3
+    path: str | Path, reference: Geometry | None = None, tol: float = 1e-3, *, copy: bool = True
 ) -> tuple[np.ndarray, Geometry]:
     """Read a label map (z, y, x), optionally requiring the geometry of a reference image.
 
@@ -269,11 +291,12 @@ def read_label_map(
         path: label map file (or DICOM folder).
         reference: geometry the label map must have (e.g. its CT image's).
         tol: tolerance of :meth:`Geometry.compare` (mm, cosines).
+        copy: False may return a read-only view (see :func:`read_image`).
 
     Raises:
         ValueError: negative or non-integer labels, or a geometry that differs (the message says how).
     """
-    array, geometry = read_image(path)
+    array, geometry = read_image(path, copy=copy)
     array = check_label_map(array, path)
     if reference is not None:
         diffs = geometry.compare(reference, tol)

@@ -115,50 +115,87 @@ def agatston_weight(peak_hu: np.ndarray | float) -> np.ndarray:
     return weight
 
 
-def _bounding_box(fg: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """Smallest box holding all True voxels of a (z, y, x) array, or None if there is none."""
-    z_any = fg.reshape(fg.shape[0], -1).any(axis=1)
-    if not z_any.any():
-        return None
-    zs = np.flatnonzero(z_any)
-    z0, z1 = int(zs[0]), int(zs[-1]) + 1
-    plane = fg[z0:z1].any(axis=0)
-    ys = np.flatnonzero(plane.any(axis=1))
-    xs = np.flatnonzero(plane.any(axis=0))
-    return slice(z0, z1), slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1)
+def _lesions_2d(
+    flat: np.ndarray, lab: np.ndarray, hu_vals: np.ndarray, shape: tuple[int, int, int], connectivity: int
+) -> tuple[_Lesions, _Lesions]:
+    """2D lesions per slice and per label, and the lesions of the union of all labels.
 
-
-def _lesions_2d(values: np.ndarray, cand: np.ndarray, hu: np.ndarray, connectivity: int) -> _Lesions:
-    """Label 2D lesions of all slices in one pass and reduce them.
-
-    Slices are stacked into one 2D image with a zero row between consecutive slices, so one 2D labelling
-    (which never links different values) gives per-slice, per-value components.
+    Works on the sparse candidate voxels. Their bounding box is stacked slice by slice into one 2D image with a
+    zero row between consecutive slices, so a single 2D labelling (which never links different values) gives
+    per-slice, per-label components. Union lesions are groups of per-label lesions that touch across a label
+    boundary, so the union needs no second labelling pass. Lesions are not yet filtered by area.
 
     Args:
-        values: (z, y, x) integer values to separate (labels), 0 outside the candidates.
-        cand: (z, y, x) bool candidate voxels (``values != 0``).
-        hu: (z, y, x) HU.
+        flat: sorted linear indices of the candidate voxels in a (z, y, x) volume of ``shape``.
+        lab: (n,) their non-zero labels.
+        hu_vals: (n,) their HU.
+        shape: the volume's (z, y, x) shape.
         connectivity: 4 or 8.
+
+    Returns:
+        Per-label lesions and union lesions (``label`` 0).
     """
-    nz, ny, nx = values.shape
-    padded = np.zeros((nz, ny + 1, nx), dtype=values.dtype)
-    padded[:, :ny] = values
-    comp = cc3d.connected_components(padded.reshape(nz * (ny + 1), nx), connectivity=connectivity)
-    comp = comp.reshape(nz, ny + 1, nx)[:, :ny]
-    ids = comp[cand].astype(np.int64)
-    if ids.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Lesions(empty, empty, empty, np.zeros(0))
-    hu_vals = hu[cand]
-    order = np.argsort(ids, kind="stable")
-    ids_sorted = ids[order]
-    starts = np.flatnonzero(np.r_[True, ids_sorted[1:] != ids_sorted[:-1]])
+    if flat.size == 0:
+        empty = _Lesions(*(np.zeros(0, dtype=np.int64),) * 4)
+        return empty, empty
+    z, y, x = np.unravel_index(flat, shape)
+    z, y, x = z - z[0], y - y.min(), x - x.min()  # flat is sorted, so z[0] is the lowest slice
+    nz, ny, nx = int(z[-1]) + 1, int(y.max()) + 1, int(x.max()) + 1
+    pidx = (z * (ny + 1) + y) * nx + x  # linear index in the padded (nz * (ny + 1), nx) image; still sorted
+    padded = np.zeros(nz * (ny + 1) * nx, dtype=lab.dtype)
+    padded[pidx] = lab
+    comp = cc3d.connected_components(padded.reshape(nz * (ny + 1), nx), connectivity=connectivity).ravel()
+    lesion = comp[pidx].astype(np.int64) - 1  # cc3d numbers components 1..n; each holds a candidate
+    n = int(lesion.max()) + 1
+    per_label = _reduce(lesion, n, hu_vals, lab)
+    # Union: merge per-label lesions that are neighbours (same slice, 4/8-connectivity) with another label.
+    offsets = [(1, x < nx - 1), (nx, None)]
+    if connectivity == 8:
+        offsets += [(nx + 1, x < nx - 1), (nx - 1, x > 0)]
+    pairs = []
+    for off, valid in offsets:
+        pos = np.minimum(np.searchsorted(pidx, pidx + off), pidx.size - 1)
+        hit = (pidx[pos] == pidx + off) & (lab[pos] != lab)
+        if valid is not None:
+            hit &= valid
+        pairs.append((lesion[hit], lesion[pos[hit]]))
+    code = np.unique(np.concatenate([a * n + b for a, b in pairs]))
+    edges = np.stack([code // n, code % n], axis=1)
+    if edges.size == 0:
+        return per_label, _Lesions(np.zeros(n, np.int64), per_label.n_voxels, per_label.peak_hu, per_label.sum_hu)
+    group = _connected_groups(n, edges)
+    return per_label, _reduce(group[lesion], int(group.max()) + 1, hu_vals, None)
+
+
+def _reduce(lesion: np.ndarray, n: int, hu_vals: np.ndarray, lab: np.ndarray | None) -> _Lesions:
+    """Per-lesion voxel count, peak HU, HU sum (and label) from per-voxel lesion indices 0..n-1."""
+    order = np.argsort(lesion, kind="stable")
+    sorted_lesion = lesion[order]
+    starts = np.searchsorted(sorted_lesion, np.arange(n))
     hu_sorted = hu_vals[order]
-    n_voxels = np.diff(np.r_[starts, ids_sorted.size])
+    n_voxels = np.bincount(lesion, minlength=n).astype(np.int64)
     peak = np.maximum.reduceat(hu_sorted, starts)
-    sum_hu = np.add.reduceat(hu_sorted.astype(np.float64), starts)
-    label = values[cand][order][starts].astype(np.int64)
+    sum_hu = np.bincount(lesion, weights=hu_vals, minlength=n)
+    label = np.zeros(n, np.int64) if lab is None else lab[order][starts].astype(np.int64)
     return _Lesions(label, n_voxels, peak, sum_hu)
+
+
+def _connected_groups(n: int, edges: np.ndarray) -> np.ndarray:
+    """Group index (0..k-1, consecutive) of each of ``n`` nodes under undirected ``edges`` (m, 2)."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in edges.tolist():
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([root(i) for i in range(n)])
+    return np.unique(roots, return_inverse=True)[1]
 
 
 def _summarise(
@@ -235,28 +272,23 @@ def score_mask(
     def summarise(les: _Lesions, label: int | str) -> LabelScore:
         return _summarise(les, label, pixel_area, voxel_volume, scale, mass_calibration)
 
-    box = _bounding_box(mask != 0)
-    if box is None:
-        return ScoreResult({}, summarise(_Lesions(*(np.zeros(0, dtype=np.int64),) * 4), "total"))
-    m, h = mask[box], hu[box]
-    labels = _present_labels(m)
-    cand = (h >= threshold_hu) & (m != 0)
-    values = np.where(cand, m, 0)
-    les = _keep(_lesions_2d(values, cand, h, connectivity), pixel_area, min_voxels_area)
-    per_label = {int(lab): summarise(_select(les, les.label == lab), int(lab)) for lab in labels if lab != 0}
-    if len(per_label) <= 1:
-        total_les = les
-    else:
-        total_les = _keep(_lesions_2d(cand.view(np.uint8), cand, h, connectivity), pixel_area, min_voxels_area)
-    return ScoreResult(per_label, summarise(total_les, "total"))
+    mask_flat = mask.ravel()  # a view for C-contiguous input
+    in_mask = np.flatnonzero(mask_flat != 0)  # much faster than nonzero() on an integer array
+    labels = _present_labels(mask_flat[in_mask]) if in_mask.size else np.zeros(0, np.int64)
+    hu_in = hu.ravel()[in_mask]
+    is_cand = hu_in >= threshold_hu
+    flat = in_mask[is_cand]
+    per_lesion, union = _lesions_2d(flat, mask_flat[flat], hu_in[is_cand], mask.shape, connectivity)
+    les = _keep(per_lesion, pixel_area, min_voxels_area)
+    per_label = {int(lab): summarise(_select(les, les.label == lab), int(lab)) for lab in labels}
+    return ScoreResult(per_label, summarise(_keep(union, pixel_area, min_voxels_area), "total"))
 
 
-def _present_labels(m: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of an integer array (bincount when small, else unique)."""
-    top = int(m.max())
-    if top < 1 << 16:
-        return np.flatnonzero(np.bincount(m.ravel(), minlength=1))
-    return np.unique(m)
+def _present_labels(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of a 1D non-negative integer array (bincount when small, else unique)."""
+    if int(values.max()) < 1 << 16:
+        return np.flatnonzero(np.bincount(values))
+    return np.unique(values)
 
 
 def _select(les: _Lesions, keep: np.ndarray) -> _Lesions:

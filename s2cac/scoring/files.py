@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -24,8 +23,8 @@ def score_files(image: str | Path, mask: str | Path, *, geometry_tol: float = 1e
         geometry_tol: tolerance (mm, direction cosines) for the mask/image geometry check.
         **options: keyword options of :func:`s2cac.scoring.score_mask` (threshold_hu, connectivity, ...).
     """
-    hu, geometry = read_ct(image)
-    labels, _ = read_label_map(mask, reference=geometry, tol=geometry_tol)
+    hu, geometry = read_ct(image, copy=False)
+    labels, _ = read_label_map(mask, reference=geometry, tol=geometry_tol, copy=False)
     return score_mask(hu, labels, geometry.spacing_zyx, **options)
 
 
@@ -49,6 +48,8 @@ def write_scores(result: ScoreResult, out: str | Path | None, *, as_json: bool =
     stream = sys.stdout if out is None else open(out, "w", newline="", encoding="utf-8")
     try:
         if as_json:
+            import json  # only when asked for
+
             json.dump({**(meta or {}), "scores": [{c: r[c] for c in columns} for r in rows]}, stream, indent=2)
             stream.write("\n")
         else:
