@@ -227,3 +227,51 @@ def test_random_volumes_match_naive_loop(connectivity: int) -> None:
     for lab, row in [*res.per_label.items(), ("total", res.total)]:
         assert row.agatston == pytest.approx(ref[lab][0])
         assert row.volume_mm3 == pytest.approx(ref[lab][1])
+
+
+def test_union_merges_chains_but_not_across_row_ends() -> None:
+    hu, mask = _vol((1, 4, 6))
+    hu[0, 1, 0:3] = [150, 250, 450]
+    mask[0, 1, 0:3] = [1, 2, 1]  # label 1 | label 2 | label 1 in a row: one union lesion of 3 mm^2
+    hu[0, 2, 5] = 450  # right end of row 2 and left end of row 3 are not neighbours
+    mask[0, 2, 5] = 1
+    hu[0, 3, 0] = 450
+    mask[0, 3, 0] = 2
+    res = score_mask(hu, mask, (3.0, 1.0, 1.0))
+    assert res.per_label[1].n_lesions == 3 and res.per_label[2].n_lesions == 2
+    assert res.total.n_lesions == 3
+    assert res.total.agatston == pytest.approx(3 * 4 + 4 + 4)
+    four = score_mask(hu, mask, (3.0, 1.0, 1.0), connectivity=4)
+    assert four.total.n_lesions == 3
+
+
+def test_diagonal_label_contact_depends_on_connectivity() -> None:
+    hu, mask = _vol((1, 4, 4))
+    hu[0, 1, 1], mask[0, 1, 1] = 150, 1
+    hu[0, 2, 2], mask[0, 2, 2] = 450, 2
+    assert score_mask(hu, mask, (3, 1, 1), connectivity=8).total.agatston == pytest.approx(8)
+    assert score_mask(hu, mask, (3, 1, 1), connectivity=4).total.agatston == pytest.approx(5)
+
+
+def test_large_label_values() -> None:
+    hu, mask = _vol((1, 4, 4))
+    mask = mask.astype(np.uint32)
+    hu[0, 0, 0:2], mask[0, 0, 0:2] = 300, 70000
+    hu[0, 3, 0:2], mask[0, 3, 0:2] = 300, 5
+    res = score_mask(hu, mask, (3, 1, 1))
+    assert sorted(res.per_label) == [5, 70000]
+    assert res.per_label[70000].agatston == pytest.approx(6)
+    assert res.total.agatston == pytest.approx(12)
+
+
+@pytest.mark.parametrize(("seed", "connectivity"), [(1, 8), (2, 4), (3, 8)])
+def test_random_sparse_multilabel_match_naive_loop(seed: int, connectivity: int) -> None:
+    rng = np.random.default_rng(seed)
+    hu = rng.integers(-100, 700, size=(5, 30, 17)).astype(np.int16)
+    mask = ((rng.random(hu.shape) < 0.35) * rng.integers(1, 6, size=hu.shape)).astype(np.int32)
+    spacing = (2.5, 0.8, 0.7)
+    res = score_mask(hu, mask, spacing, connectivity=connectivity)
+    ref = _naive_scores(hu, mask, spacing, connectivity, 1.0)
+    for lab, row in [*res.per_label.items(), ("total", res.total)]:
+        assert row.agatston == pytest.approx(ref[lab][0])
+        assert row.volume_mm3 == pytest.approx(ref[lab][1])
