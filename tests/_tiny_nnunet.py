@@ -1,0 +1,119 @@
+"""A tiny nnU-Net v2 preprocessed dataset for the training tests (built once per test session).
+
+Images are 8 x 48 x 48 uint8 volumes (spacing 3 x 0.5 x 0.5 mm) with a few bright blobs labelled 1;
+negative cases have no blobs. They are written as an nnU-Net raw dataset with ``rgb_to_0_1`` normalisation
+and run through nnU-Net's own fingerprint, planning and preprocessing, in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+DATASET_ID = 987
+DATASET_NAME = f"Dataset{DATASET_ID}_TinyCAC"
+SHAPE = (8, 48, 48)
+SPACING = (3.0, 0.5, 0.5)
+
+
+def _case(rng: np.random.Generator, n_blobs: int) -> tuple[np.ndarray, np.ndarray]:
+    image = rng.normal(70, 12, SHAPE).clip(0, 255)
+    label = np.zeros(SHAPE, np.uint8)
+    zz, yy, xx = np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij")
+    for _ in range(n_blobs):
+        cz, cy, cx = rng.integers(1, SHAPE[0] - 1), rng.integers(6, SHAPE[1] - 6), rng.integers(6, SHAPE[2] - 6)
+        r = rng.uniform(1.5, 3.0)
+        blob = (((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r) & (np.abs(zz - cz) <= 1)
+        image[blob] = rng.uniform(200, 250)
+        label[blob] = 1
+    return image.astype(np.uint8), label
+
+
+@contextmanager
+def nnunet_env(raw: Path, pre: Path, res: Path):
+    keys = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(dict(zip(keys, (str(raw), str(pre), str(res)), strict=True)))
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def build_tiny_dataset(root: Path, n_positive: int = 10, n_negative: int = 3, seed: int = 0) -> tuple[Path, dict]:
+    """Write and preprocess the dataset under ``root``; returns (preprocessed dataset folder, split dict)."""
+    import SimpleITK as sitk
+
+    raw = root / "raw" / DATASET_NAME
+    (raw / "imagesTr").mkdir(parents=True)
+    (raw / "labelsTr").mkdir()
+    rng = np.random.default_rng(seed)
+    ids = []
+    for i in range(n_positive + n_negative):
+        cid = f"case_{i:03d}"
+        image, label = _case(rng, int(rng.integers(2, 5)) if i < n_positive else 0)
+        for arr, path in (
+            (image, raw / "imagesTr" / f"{cid}_0000.nii.gz"),
+            (label, raw / "labelsTr" / f"{cid}.nii.gz"),
+        ):
+            img = sitk.GetImageFromArray(arr)
+            img.SetSpacing(SPACING[::-1])
+            sitk.WriteImage(img, str(path))
+        ids.append(cid)
+    (raw / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "rgb_to_0_1"},
+                "labels": {"background": 0, "calcium": 1},
+                "numTraining": len(ids),
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
+    pre = root / "preprocessed"
+    with nnunet_env(raw.parent, pre, root / "results"):
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+            extract_fingerprints,
+            plan_experiments,
+            preprocess,
+        )
+
+        extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=False, verbose=False)
+        plan_experiments([DATASET_ID])
+        preprocess([DATASET_ID], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)
+    pos, neg = ids[:n_positive], ids[n_positive:]
+    split = {"labeled": pos[:4], "unlabeled": pos[4:7], "negative": neg, "validation": pos[7:9], "test": pos[9:]}
+    return pre / DATASET_NAME, split
+
+
+try:
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
+        """(preprocessed dataset folder, split) of the tiny dataset, built once per session."""
+        return build_tiny_dataset(tmp_path_factory.mktemp("tiny_nnunet"))
+except ImportError:  # pragma: no cover - used outside pytest
+    pass
+
+
+#: A method config small enough for CPU tests: 5 iterations per epoch, tiny network, 8x32x32 patches.
+TEST_CONFIG = {
+    "network": "tiny",
+    "patch_size": [8, 32, 32],
+    "epochs": 4,
+    "iterations_per_epoch": 5,
+    "val_iterations": 2,
+    "consistency_ramp_step": 1,
+    "consistency_ramp_length": 10,
+    "nsb": {"a": 0.999, "b": 1.0, "tau": 2},
+    "seed": 3,
+}
