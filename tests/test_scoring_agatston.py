@@ -271,6 +271,8 @@ def test_random_sparse_multilabel_match_naive_loop(seed: int, connectivity: int)
     mask = ((rng.random(hu.shape) < 0.35) * rng.integers(1, 6, size=hu.shape)).astype(np.int32)
     spacing = (2.5, 0.8, 0.7)
     res = score_mask(hu, mask, spacing, connectivity=connectivity)
+    # The union total is never below the per-label sum (documented in docs/scoring.md).
+    assert res.total.agatston >= sum(r.agatston for r in res.per_label.values()) - 1e-9
     ref = _naive_scores(hu, mask, spacing, connectivity, 1.0)
     for lab, row in [*res.per_label.items(), ("total", res.total)]:
         assert row.agatston == pytest.approx(ref[lab][0])
