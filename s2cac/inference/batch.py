@@ -1,0 +1,257 @@
+"""Predict calcium masks and scores for a set of scans: case discovery, per-case isolation, outputs.
+
+For each case (``<case>`` = file name without extension, or the DICOM series' folder name)::
+
+    OUT/<case>_cac.nii.gz   uint8 mask, input geometry: network calcium AND HU >= threshold
+    OUT/qc/<case>.png       slices with the most calcium, mask outlined (unless qc=False)
+    OUT/scores.csv          one row per case (rewritten after every case), see :data:`CSV_COLUMNS`
+
+A case that fails (unreadable file, not CT, bad name, ...) gets ``status=failed`` and its error in the CSV;
+the other cases still run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from s2cac.data.nnunet_raw import HUWindow
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+CSV_COLUMNS = (
+    "case", "status", "agatston", "volume_mm3", "mass_mg", "n_lesions", "risk_category",
+    "mask_voxels", "runtime_s", "input", "error",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """One scan to predict: ``name`` (unvalidated, from the file or folder name) and its ``path``."""
+
+    name: str
+    path: Path
+
+
+@dataclass
+class PredictOptions:
+    """Options of :func:`predict_path` (see ``s2cac predict --help``)."""
+
+    patch_size: tuple[int, int, int] | None = None
+    device: str = "auto"
+    step: float = 0.5
+    tta: bool = False
+    threshold_hu: float = 130.0
+    qc: bool = True
+    mass_calibration: float | None = None
+    window: HUWindow = field(default_factory=HUWindow)
+
+
+@dataclass
+class CaseResult:
+    """Outcome of one case; numeric fields are None when it failed."""
+
+    case: str
+    input: str
+    status: str = "failed"
+    agatston: float | None = None
+    volume_mm3: float | None = None
+    mass_mg: float | None = None
+    n_lesions: int | None = None
+    risk_category: str | None = None
+    mask_voxels: int | None = None
+    runtime_s: float = 0.0
+    error: str = ""
+
+    def row(self) -> dict[str, str]:
+        """CSV row (strings; empty for missing values)."""
+        out = {}
+        for col in CSV_COLUMNS:
+            v = getattr(self, col)
+            out[col] = "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+        return out
+
+
+def _strip_suffix(name: str) -> str | None:
+    low = name.lower()
+    for suf in IMAGE_SUFFIXES:
+        if low.endswith(suf):
+            return name[: -len(suf)]
+    return None
+
+
+def find_cases(path: str | Path) -> list[CaseInput]:
+    """The scans under ``path``: one image file; a folder of image files and/or DICOM series subfolders
+    (one series per subfolder); or a folder that itself holds one DICOM series. Sorted by name.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: nothing to predict.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_file():
+        stem = _strip_suffix(path.name)
+        return [CaseInput(stem if stem is not None else path.stem, path)]
+    entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    cases = []
+    for p in entries:
+        if p.is_dir():
+            cases.append(CaseInput(p.name, p))
+        elif p.is_file() and (stem := _strip_suffix(p.name)):
+            cases.append(CaseInput(stem, p))
+    if not cases and any(p.is_file() for p in entries):
+        cases = [CaseInput(path.name, path)]  # the folder is one DICOM series
+    if not cases:
+        raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) and no DICOM series folders found")
+    return sorted(cases, key=lambda c: c.name)
+
+
+def case_output_paths(out_dir: Path, case: str) -> tuple[Path, Path]:
+    """(mask path, QC png path) of a validated case name; refuses names that would leave ``out_dir``."""
+    from s2cac.data.cases import validate_case_id
+
+    validate_case_id(case, "case name from the input file name: ")
+    mask = out_dir / f"{case}_cac.nii.gz"
+    qc = out_dir / "qc" / f"{case}.png"
+    root = out_dir.resolve()
+    if mask.resolve().parent != root or qc.resolve().parent != root / "qc":
+        raise ValueError(f"case name {case!r} would write outside {out_dir}")
+    return mask, qc
+
+
+def write_mask(mask: np.ndarray, geometry, path: Path) -> None:
+    """Write a (z, y, x) mask as uint8 with ``geometry`` (s2cac.io.Geometry), atomically."""
+    import SimpleITK as sitk
+
+    image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8)))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[: -len('.nii.gz')]}.tmp-", suffix=".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_scores_csv(results: list[CaseResult], path: Path) -> None:
+    """Write ``scores.csv`` (columns :data:`CSV_COLUMNS`) atomically."""
+    from s2cac.data.atomic import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow(r.row())
+    atomic_write_text(path, buf.getvalue())
+
+
+def predict_case(predictor, case: CaseInput, out_dir: Path, options: PredictOptions) -> CaseResult:
+    """Predict, threshold, write and score one case; never raises for a case-level problem."""
+    from s2cac.inference.predictor import predict_network_mask
+    from s2cac.io import read_ct
+    from s2cac.scoring import score_mask
+
+    t0 = time.perf_counter()
+    result = CaseResult(case.name, str(case.path))
+    mask_path = qc_path = None
+    try:
+        mask_path, qc_path = case_output_paths(out_dir, case.name)
+        hu, geometry = read_ct(case.path)
+        net_mask = predict_network_mask(predictor, hu, geometry.spacing_zyx, options.window)
+        mask = net_mask & (hu >= options.threshold_hu)
+        write_mask(mask, geometry, mask_path)
+        score = score_mask(
+            hu, mask.view(np.uint8), geometry.spacing_zyx,
+            threshold_hu=options.threshold_hu, mass_calibration=options.mass_calibration,
+        ).total  # fmt: skip
+        result.agatston, result.volume_mm3, result.mass_mg = score.agatston, score.volume_mm3, score.mass_mg
+        result.n_lesions, result.risk_category = score.n_lesions, score.risk_category
+        result.mask_voxels = int(mask.sum())
+        if options.qc:
+            from s2cac.inference.qc import save_qc_png
+
+            title = f"{case.name}: Agatston {score.agatston:.1f} ({score.risk_category}), {score.n_lesions} lesions"
+            save_qc_png(hu, mask, geometry.spacing_zyx, qc_path, title=title, window=options.window)
+        result.status = "ok"
+    except Exception as err:  # noqa: BLE001 - one bad case must not stop the others; the error goes to the CSV
+        result.error = f"{type(err).__name__}: {err}".replace("\n", " ")
+        for stale in (mask_path, qc_path):  # never leave a previous run's output beside a failed case
+            if stale is not None:
+                stale.unlink(missing_ok=True)
+    result.runtime_s = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def _eta(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def predict_path(
+    model,
+    input_path: str | Path,
+    out_dir: str | Path,
+    options: PredictOptions | None = None,
+    log: IO[str] | None = None,
+) -> list[CaseResult]:
+    """Predict every case under ``input_path`` into ``out_dir`` (see the module docstring).
+
+    Args:
+        model: a model folder or package path, or a :class:`~s2cac.inference.model_io.LoadedModel`.
+        input_path: an image file, a folder of images, or a folder of DICOM series folders.
+        out_dir: output folder (created).
+        options: prediction options.
+        log: progress stream (one line per case with ETA); default stderr.
+
+    Returns:
+        One :class:`CaseResult` per case, in case order; ``scores.csv`` is written as well.
+
+    Raises:
+        ModelError: the model is unusable (nothing is predicted).
+        ValueError / FileNotFoundError: no input cases, or an invalid option.
+    """
+    from s2cac.inference.model_io import LoadedModel, load_model
+    from s2cac.inference.predictor import make_predictor
+
+    options = options or PredictOptions()
+    log = log or sys.stderr
+    out_dir = Path(out_dir)
+    cases = find_cases(input_path)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    predictor = make_predictor(
+        loaded, device=options.device, step=options.step, tta=options.tta, patch_size=options.patch_size
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if options.qc:
+        (out_dir / "qc").mkdir(exist_ok=True)
+    results: list[CaseResult] = []
+    seen: set[str] = set()
+    t_start = time.perf_counter()
+    for i, case in enumerate(cases, 1):
+        if case.name in seen:
+            res = CaseResult(case.name, str(case.path), error=f"duplicate case name {case.name!r} (another input)")
+        else:
+            seen.add(case.name)
+            res = predict_case(predictor, case, out_dir, options)
+        results.append(res)
+        write_scores_csv(results, out_dir / "scores.csv")
+        elapsed = time.perf_counter() - t_start
+        eta = elapsed / i * (len(cases) - i)
+        what = (
+            f"Agatston {res.agatston:.1f} ({res.risk_category}), {res.n_lesions} lesions"
+            if res.status == "ok"
+            else f"FAILED: {res.error}"
+        )
+        print(f"[{i}/{len(cases)}] {case.name}: {what}; {res.runtime_s:.1f} s; ETA {_eta(eta)}", file=log, flush=True)
+    return results

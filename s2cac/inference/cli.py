@@ -1,0 +1,59 @@
+"""``s2cac predict``: calcium masks, Agatston scores and QC pictures for one's own CT scans."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``s2cac predict``."""
+    parser.add_argument("--model", required=True, help="model folder (from training) or packaged model file")
+    parser.add_argument(
+        "--input", required=True, help="an image file, a folder of NIfTI/MHA/NRRD files, or a folder of DICOM "
+        "series (one series per subfolder)"
+    )  # fmt: skip
+    parser.add_argument("--output", required=True, help="output folder (masks, scores.csv, qc/)")
+    parser.add_argument(
+        "--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"),
+        help="sliding-window patch in voxels at the model's spacing (default: the training patch); "
+        "Y and X must be divisible by the network's in-plane stride (16)",
+    )  # fmt: skip
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    parser.add_argument("--step", type=float, default=0.5, help="sliding-window step, fraction of the patch")
+    parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
+    parser.add_argument(
+        "--threshold-hu", type=float, default=130.0, help="calcium voxels below this HU are removed (default 130)"
+    )
+    parser.add_argument(
+        "--mass-calibration", type=float, default=None, metavar="CF",
+        help="calibration factor (mg HA/cm^3 per HU) for the mass score; without it mass_mg is empty",
+    )  # fmt: skip
+    parser.add_argument("--no-qc", action="store_true", help="do not write qc/<case>.png pictures")
+    parser.add_argument("--checkpoint", default=None, help="a model folder's checkpoint to use (default: teacher)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict every case; exit code 0 if all succeeded, 1 if any case failed."""
+    import sys
+
+    from s2cac.inference.batch import PredictOptions, predict_path
+    from s2cac.inference.model_io import load_model
+
+    options = PredictOptions(
+        patch_size=tuple(args.patch_size) if args.patch_size else None,
+        device=args.device,
+        step=args.step,
+        tta=args.tta,
+        threshold_hu=args.threshold_hu,
+        qc=not args.no_qc,
+        mass_calibration=args.mass_calibration,
+    )
+    model = load_model(args.model, args.checkpoint)
+    results = predict_path(model, args.input, args.output, options)
+    failed = [r.case for r in results if r.status != "ok"]
+    print(
+        f"s2cac predict: {len(results) - len(failed)}/{len(results)} case(s) done; scores in {args.output}/scores.csv"
+        + (f"; FAILED: {', '.join(failed)}" if failed else ""),
+        file=sys.stderr,
+    )
+    return 1 if failed else 0

@@ -1,0 +1,28 @@
+"""``s2cac import-weights``: convert the authors' released checkpoint into an s2cac model."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``s2cac import-weights``."""
+    parser.add_argument("checkpoint", help="the authors' checkpoint_S2CAC.pth (downloaded by you)")
+    parser.add_argument("out", help="model folder to write, or a package file if it ends with .zip")
+    parser.add_argument(
+        "--allow-differences", action="store_true",
+        help="import even where our network computes differently from theirs (listed; see docs/inference.md)",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert; exit code 0 (errors exit 2 with a message)."""
+    import sys
+
+    from s2cac.inference.import_weights import import_original_checkpoint
+
+    out, diffs = import_original_checkpoint(args.checkpoint, args.out, allow_differences=args.allow_differences)
+    for d in diffs:
+        print(f"s2cac import-weights: warning: {d}", file=sys.stderr)
+    print(f"s2cac import-weights: wrote {out}", file=sys.stderr)
+    return 0

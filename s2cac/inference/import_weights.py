@@ -1,0 +1,296 @@
+"""Convert the authors' released checkpoint (``checkpoint_S2CAC.pth``) into our model folder or package.
+
+Their file is a torch pickle of an nnU-Net (<= 2.5) checkpoint dict: ``network_weights`` (their state_dict,
+possibly with a ``module.`` prefix), ``optimizer_state``, ``grad_scaler_state``, ``logging``, ``_best_ema``,
+``current_epoch``, ``init_args`` (with the plans), ``trainer_name``, ``inference_allowed_mirroring_axes``.
+It is loaded with ``torch.load(weights_only=True)``; numpy scalars in its logs need a narrow allowlist
+(:data:`ALLOWED_NUMPY_GLOBALS`, only while loading); any other pickled global is refused.
+
+:func:`key_mapping` is the explicit table (ours <- theirs) for our ``paper`` network; the layout is
+``shared/reference/original_checkpoint_layout.tsv``. Unused in their forward and not imported:
+``encoder.layer4.*`` and ``decoder.SAL_first.*``. Two differences in *function* (no parameters involved) are
+checked and reported by :func:`structural_differences`; see docs/inference.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from s2cac.inference.model_io import ModelError, write_model_folder, write_package
+from s2cac.inference.plans import make_dataset_json, make_plans
+
+#: The only non-torch globals their checkpoint may hold (numpy scalars in logs / _best_ema).
+ALLOWED_NUMPY_GLOBALS: list[Any] = [
+    np._core.multiarray.scalar,
+    np.dtype,
+    np.dtypes.Float64DType,
+    np.dtypes.Float32DType,
+    np.dtypes.Int64DType,
+    np.dtypes.Int32DType,
+    np.dtypes.BoolDType,
+]
+CHECKPOINT_KEYS = (
+    "network_weights", "optimizer_state", "grad_scaler_state", "logging", "_best_ema",
+    "current_epoch", "init_args", "trainer_name", "inference_allowed_mirroring_axes",
+)  # fmt: skip
+#: Their parameters with no role in their forward pass (not imported).
+UNUSED_PREFIXES = ("encoder.layer4.", "decoder.SAL_first.")
+#: Ours without a counterpart: LayerNorm after tokens + cross-attention in our connection block.
+OURS_WITHOUT_COUNTERPART = re.compile(r"^connections\.\d+\.norm\.(weight|bias)$")
+DEFAULT_SPACING_ZYX = (3.0, 0.369, 0.369)
+DEFAULT_PATCH = (24, 256, 256)
+_BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+_MHA = ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
+_ENC_LAYER = (*(f"self_attn.{p}" for p in _MHA), "linear1.weight", "linear1.bias", "linear2.weight",
+              "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias")  # fmt: skip
+
+
+def key_mapping(stage_blocks: tuple[int, ...] = (3, 4, 6), n_decoder: int = 4) -> dict[str, str]:
+    """Our state_dict key -> their key, for the ``paper`` layout (ResNet-34 stages 1-3, 4 decoder blocks)."""
+    m: dict[str, str] = {"stem.0.weight": "encoder.conv1.weight"}
+    m |= {f"stem.1.{p}": f"encoder.bn1.{p}" for p in _BN}
+    for s, nblocks in enumerate(stage_blocks):
+        for b in range(nblocks):
+            ours, theirs = f"stages.{s}.{b}", f"encoder.layer{s + 1}.{b}"
+            m[f"{ours}.conv1.weight"] = f"{theirs}.conv1.weight"
+            m[f"{ours}.conv2.weight"] = f"{theirs}.conv2.weight"
+            m |= {f"{ours}.bn{i}.{p}": f"{theirs}.bn{i}.{p}" for i in (1, 2) for p in _BN}
+        if s > 0:  # stride-2 stages have a projection shortcut (their "downsample")
+            m[f"stages.{s}.0.shortcut.0.weight"] = f"encoder.layer{s + 1}.0.downsample.0.weight"
+            m |= {f"stages.{s}.0.shortcut.1.{p}": f"encoder.layer{s + 1}.0.downsample.1.{p}" for p in _BN}
+    for i in range(n_decoder):
+        for j, conv in enumerate(("conv1", "conv2")):
+            m[f"decoder.{i}.{j}.0.weight"] = f"decoder.blocks.{i}.{conv}.0.weight"
+            m |= {f"decoder.{i}.{j}.1.{p}": f"decoder.blocks.{i}.{conv}.1.{p}" for p in _BN}
+        m[f"connections.{i}.proj.weight"] = f"decoder.conv_flat.{i}.0.weight"
+        m[f"connections.{i}.proj.bias"] = f"decoder.conv_flat.{i}.0.bias"
+        m |= {f"connections.{i}.cross_attn.{p}": f"decoder.cross_attention_layers.{i}.multihead_attn.{p}" for p in _MHA}
+        m |= {f"connections.{i}.encoder.{p}": f"decoder.self_attention_layers.{i}.{p}" for p in _ENC_LAYER}
+    m |= {"head.weight": "segmentation_head.0.weight", "head.bias": "segmentation_head.0.bias"}
+    m |= {"score_head.weight": "decoder.reg_head.weight", "score_head.bias": "decoder.reg_head.bias"}
+    m |= {"memory": "decoder.embedding_A", "pos_embed": "decoder.position_embedding"}  # (200, D) -> (1, 200, D)
+    return m
+
+
+def load_original_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load their checkpoint without executing arbitrary pickled code.
+
+    ``torch.load(weights_only=True)`` first; if it refuses only because of numpy scalar/dtype globals, again
+    with exactly :data:`ALLOWED_NUMPY_GLOBALS` allowlisted. Anything else is refused with the global's name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as first:  # noqa: BLE001 - inspect why below
+        try:
+            needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception as err:  # noqa: BLE001
+            raise ModelError(f"{path}: not a loadable torch checkpoint: {first}") from err
+        allowed = {f"{g.__module__}.{g.__qualname__}" for g in ALLOWED_NUMPY_GLOBALS}
+        allowed |= {"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"}
+        unsafe = sorted(set(needed) - allowed)
+        if unsafe:
+            raise ModelError(
+                f"{path}: refusing to load: the pickle references {unsafe}, which are not plain weights or numpy "
+                "scalars (loading it would need weights_only=False and could run arbitrary code)"
+            ) from first
+        with torch.serialization.safe_globals(ALLOWED_NUMPY_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def original_state_dict(ckpt: dict[str, Any], where: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Their ``network_weights`` with any ``module.`` prefix removed."""
+    if not isinstance(ckpt, dict) or "network_weights" not in ckpt:
+        raise ModelError(f"{where}: not an nnU-Net checkpoint dict (no 'network_weights'; keys {list(ckpt)[:9]})")
+    sd = ckpt["network_weights"]
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def convert_state_dict(
+    theirs: dict[str, torch.Tensor], ours_template: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Map their tensors onto our keys; refuse missing, surplus or differently shaped tensors.
+
+    Args:
+        theirs: their state_dict (prefix removed).
+        ours_template: our ``paper`` network's state_dict (names, shapes; values for keys without counterpart).
+    """
+    mapping = key_mapping()
+    ours_keys = set(ours_template)
+    unmapped_ours = sorted(k for k in ours_keys - set(mapping) if not OURS_WITHOUT_COUNTERPART.match(k))
+    if unmapped_ours or set(mapping) - ours_keys:
+        raise ModelError(
+            f"mapping table and our paper network disagree: unmapped {unmapped_ours[:5]}, "
+            f"unknown {sorted(set(mapping) - ours_keys)[:5]} (was the network changed?)"
+        )
+    used = set(mapping.values())
+    missing = sorted(used - set(theirs))
+    surplus = sorted(k for k in set(theirs) - used if not k.startswith(UNUSED_PREFIXES))
+    if missing or surplus:
+        raise ModelError(
+            f"checkpoint layout is not the released S2CAC network: {len(missing)} expected tensor(s) missing "
+            f"(e.g. {missing[:3]}), {len(surplus)} unknown (e.g. {surplus[:3]})"
+        )
+    out = {}
+    for key, tmpl in ours_template.items():
+        if key not in mapping:
+            out[key] = tmpl.clone()
+            continue
+        src = theirs[mapping[key]]
+        if src.numel() != tmpl.numel() or (src.ndim == tmpl.ndim and src.shape != tmpl.shape):
+            raise ModelError(f"{mapping[key]} has shape {tuple(src.shape)}; our {key} needs {tuple(tmpl.shape)}")
+        out[key] = src.detach().reshape(tmpl.shape).to(tmpl.dtype).clone()
+    return out
+
+
+def structural_differences(network) -> list[str]:
+    """Differences in forward computation between our network and theirs that no weight can express."""
+    diffs = []
+    if tuple(network.pool.kernel_size) != (3, 3, 3):
+        diffs.append(
+            "max-pool after the stem: theirs kernel (3, 3, 3) / padding (1, 1, 1), ours "
+            f"{tuple(network.pool.kernel_size)} (changes the segmentation)"
+        )
+    conn = getattr(network, "connections", None)
+    if conn is not None and not isinstance(conn[0].norm, torch.nn.Identity):
+        diffs.append(
+            "connection block: theirs memory = encoder_layer(cross_attn(tokens, memory)); ours adds a residual "
+            "and a LayerNorm (encoder_layer(norm(tokens + cross_attn))) -> score output differs, segmentation not"
+        )
+    return diffs
+
+
+def _paper_overrides() -> dict[str, Any]:
+    """Constructor overrides that make our network compute what theirs does, where the network offers them."""
+    from s2cac.nets import DualPathNet
+
+    params = inspect.signature(DualPathNet.__init__).parameters
+    overrides: dict[str, Any] = {}
+    if "pool_kernel" in params:
+        overrides["pool_kernel"] = [3, 3, 3]
+    if "faithful_connection" in params:
+        overrides["faithful_connection"] = True
+    return overrides
+
+
+def _their_plans(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    init = ckpt.get("init_args") or {}
+    plans = init.get("plans", init) if isinstance(init, dict) else {}
+    conf = (plans.get("configurations") or {}).get("3d_fullres", {}) if isinstance(plans, dict) else {}
+    return plans, conf
+
+
+def import_original_checkpoint(
+    checkpoint: str | Path, out: str | Path, *, allow_differences: bool = False
+) -> tuple[Path, list[str]]:
+    """Convert their checkpoint into our model folder, or a package if ``out`` ends with ``.zip``.
+
+    Args:
+        checkpoint: ``checkpoint_S2CAC.pth`` (teacher weights, nnU-Net checkpoint dict).
+        out: output model folder or ``.zip`` package.
+        allow_differences: write the model even if :func:`structural_differences` is not empty.
+
+    Returns:
+        (written path, the structural differences that remain).
+    """
+    from s2cac.nets import build_network
+
+    checkpoint = Path(checkpoint)
+    ckpt = load_original_checkpoint(checkpoint)
+    theirs = original_state_dict(ckpt, str(checkpoint))
+    overrides = _paper_overrides()
+    net = build_network("paper", **overrides)
+    diffs = structural_differences(net)
+    if diffs and not allow_differences:
+        raise ModelError(
+            "the weights map tensor-for-tensor, but our network computes differently: "
+            + "; ".join(diffs)
+            + ". Re-run with --allow-differences to import anyway (documented in docs/inference.md)"
+        )
+    state = convert_state_dict(theirs, net.state_dict())
+    _, conf = _their_plans(ckpt)
+    patch = conf.get("patch_size") or list(DEFAULT_PATCH)
+    spacing = conf.get("spacing") or list(DEFAULT_SPACING_ZYX)
+    plans = make_plans(patch, spacing, median_shape=conf.get("median_image_size_in_voxels"), preset="paper")
+    mirror = ckpt.get("inference_allowed_mirroring_axes") or (0, 1, 2)
+    config = {
+        "network": "paper",
+        "network_overrides": overrides,
+        "use_score_head": True,
+        "inference_allowed_mirroring_axes": [int(a) for a in mirror],
+        "imported_from": {
+            "file": checkpoint.name,
+            "sha256": _sha256_file(checkpoint),
+            "trainer_name": str(ckpt.get("trainer_name", "")),
+            "current_epoch": int(ckpt.get("current_epoch", -1) or -1),
+            "original_normalization_schemes": [str(s) for s in conf.get("normalization_schemes", [])],
+            "structural_differences": diffs,
+        },
+    }
+    out = Path(out)
+    if out.suffix.lower() == ".zip":
+        write_package(out, state, plans, make_dataset_json(), config, {"imported_from": checkpoint.name})
+    else:
+        write_model_folder(out, state, plans, make_dataset_json(), config)
+    return out, diffs
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checkpoint_from_layout(tsv: str | Path, seed: int = 0) -> dict[str, Any]:
+    """A checkpoint dict in their layout with random weights, built from the layout TSV (for tests).
+
+    Holds every key and shape of the TSV and the checkpoint dict's other entries, with the kinds of values an
+    nnU-Net checkpoint holds (numpy float64 in the logs, a torch.device in ``init_args``).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for line in Path(tsv).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, shape, dtype = line.split("\t")
+        dims = tuple(int(d) for d in re.findall(r"\d+", shape))
+        if dtype.strip() == "torch.int64":
+            sd[f"module.{key}"] = torch.tensor(7, dtype=torch.int64).reshape(dims)
+        else:
+            sd[f"module.{key}"] = torch.randn(dims, generator=gen) * 0.05
+    plans = {"configurations": {"3d_fullres": {"patch_size": [24, 256, 256], "spacing": [3.0, 0.369, 0.369],
+                                               "normalization_schemes": ["CACWindowNormalization"]}}}  # fmt: skip
+    return {
+        "network_weights": sd,
+        "optimizer_state": {"state": {}, "param_groups": [{"lr": 0.01, "momentum": 0.99, "params": [0, 1]}]},
+        "grad_scaler_state": {"scale": 65536.0, "growth_factor": 2.0, "_growth_tracker": 3},
+        "logging": {
+            "mean_fg_dice": [np.float64(0.5), np.float64(0.6)],
+            "ema_fg_dice": [np.float64(0.55)],
+            "epoch_start_timestamps": [1.0, 2.0],
+        },  # fmt: skip
+        "_best_ema": np.float64(0.61),
+        "current_epoch": 500,
+        "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0, "device": torch.device("cpu")},
+        "trainer_name": "nnUNetTrainer_S2CAC",
+        "inference_allowed_mirroring_axes": (0, 1, 2),
+    }
+
+
+def save_checkpoint_bytes(ckpt: dict[str, Any]) -> bytes:
+    """``torch.save`` of a checkpoint dict to bytes (for tests)."""
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    return buf.getvalue()

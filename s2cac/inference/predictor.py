@@ -1,0 +1,112 @@
+"""nnU-Net's ``nnUNetPredictor`` wired to our network, constructed directly (no trainer lookup by class name).
+
+nnU-Net does the rest as it does for its own models: crop to the non-zero region, resample to the plans'
+spacing, divide by 255 (``rgb_to_0_1``), sliding window with Gaussian weighting, optional mirroring, then
+undo resampling and cropping so that the mask is on the input's voxel grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from s2cac.data.nnunet_raw import HUWindow, window_hu
+from s2cac.inference.model_io import CONFIGURATION, LoadedModel, ModelError
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is refused."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA GPU is available (use --device cpu or auto)")
+    return dev
+
+
+def make_predictor(
+    model: LoadedModel,
+    *,
+    device: str | torch.device = "auto",
+    step: float = 0.5,
+    tta: bool = False,
+    patch_size: Sequence[int] | None = None,
+) -> Any:
+    """An initialised ``nnUNetPredictor`` for ``model``.
+
+    Args:
+        model: a verified model (:func:`~s2cac.inference.model_io.load_model`).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        step: sliding-window step as a fraction of the patch (0 < step <= 1; 0.5 = half-patch overlap).
+        tta: mirror over the model's allowed axes (8 passes per window in 3D).
+        patch_size: (z, y, x) window in voxels at the plans' spacing; None = the plans' (training) patch.
+            Y and X must be divisible by the network's in-plane stride.
+
+    Returns:
+        ``nnunetv2.inference.predict_from_raw_data.nnUNetPredictor``, ready for :func:`predict_network_mask`.
+    """
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    if not 0.0 < float(step) <= 1.0:
+        raise ValueError(f"step must be in (0, 1], got {step}")
+    plans = copy.deepcopy(model.plans)
+    network = model.build_network()
+    if patch_size is not None:
+        patch = [int(p) for p in patch_size]
+        try:
+            network.check_patch(patch)
+        except ValueError as err:
+            raise ValueError(f"--patch-size: {err}") from err
+        plans["configurations"][CONFIGURATION]["patch_size"] = patch
+    network.segmentation_only = True  # nnU-Net expects logits only
+    dev = resolve_device(device)
+    with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints a notice for CPU devices
+        predictor = nnUNetPredictor(
+            tile_step_size=float(step),
+            use_gaussian=True,
+            use_mirroring=bool(tta),
+            perform_everything_on_device=dev.type == "cuda",
+            device=dev,
+            verbose=False,
+            allow_tqdm=False,
+        )
+    plans_manager = PlansManager(plans)
+    try:
+        conf = plans_manager.get_configuration(CONFIGURATION)
+    except Exception as err:  # noqa: BLE001 - nnU-Net raises assorted errors for malformed plans
+        raise ModelError(f"{model.source}: plans.json cannot be used by nnU-Net: {err}") from err
+    predictor.manual_initialization(
+        network, plans_manager, conf, [model.state_dict], model.dataset_json, type(network).__name__, model.mirror_axes
+    )
+    return predictor
+
+
+def predict_network_mask(
+    predictor: Any, hu: np.ndarray, spacing_zyx: Sequence[float], window: HUWindow | None = None
+) -> np.ndarray:
+    """The network's calcium mask of one CT volume, on the volume's own voxel grid.
+
+    Args:
+        predictor: from :func:`make_predictor`.
+        hu: (z, y, x) CT in HU.
+        spacing_zyx: voxel spacing (z, y, x), mm.
+        window: HU window used in training; default METHOD.md's level 130, width 850.
+
+    Returns:
+        (z, y, x) bool array, True where the argmax class is calcium (label 1), same shape as ``hu``.
+    """
+    image = window_hu(np.asarray(hu), window or HUWindow())[None].astype(np.float32)  # (1, z, y, x), 0..255
+    props = {"spacing": [float(s) for s in spacing_zyx]}
+    seg = predictor.predict_single_npy_array(image, props, None, None, False)
+    seg = np.asarray(seg)
+    if seg.shape != tuple(hu.shape):
+        raise RuntimeError(f"prediction shape {seg.shape} differs from the input's {tuple(hu.shape)}")
+    return seg == 1

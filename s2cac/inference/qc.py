@@ -1,0 +1,80 @@
+"""QC pictures: the axial slices with the most calcium, CT-windowed, with the calcium mask outlined.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch, no display needed).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from s2cac.data.nnunet_raw import HUWindow
+
+
+def qc_slices(mask: np.ndarray, n: int = 3) -> list[int]:
+    """Indices of up to ``n`` axial slices with the most mask voxels (ascending); the middle slice if empty."""
+    counts = np.asarray(mask, dtype=bool).reshape(mask.shape[0], -1).sum(axis=1)
+    if counts.max(initial=0) == 0:
+        return [mask.shape[0] // 2]
+    order = np.argsort(-counts, kind="stable")[:n]
+    return sorted(int(z) for z in order if counts[z] > 0)
+
+
+def save_qc_png(
+    hu: np.ndarray,
+    mask: np.ndarray,
+    spacing_zyx: Sequence[float],
+    path: str | Path,
+    *,
+    title: str = "",
+    n_slices: int = 3,
+    window: HUWindow | None = None,
+) -> Path:
+    """Write a PNG of the slices with the most calcium (atomically: temporary name, then rename).
+
+    Args:
+        hu: (z, y, x) CT in HU.
+        mask: (z, y, x) calcium mask (non-zero = calcium), same shape.
+        spacing_zyx: voxel spacing (z, y, x), mm; sets the pixel aspect ratio.
+        path: output ``.png``.
+        title: figure title (e.g. case name and Agatston score).
+        n_slices: at most this many slices, side by side.
+        window: display window in HU (default level 130, width 850).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    mask = np.asarray(mask) != 0
+    slices = qc_slices(mask, n_slices)
+    lo, hi = (window or HUWindow()).bounds
+    _, dy, dx = (float(s) for s in spacing_zyx)
+    ny, nx = hu.shape[1:]
+    fig = Figure(figsize=(4 * len(slices), 4.4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(slices), squeeze=False)[0]
+    for ax, z in zip(axes, slices, strict=True):
+        ax.imshow(hu[z], cmap="gray", vmin=lo, vmax=hi, extent=(0, nx * dx, ny * dy, 0), interpolation="nearest")
+        if mask[z].any():
+            yy = (np.arange(ny) + 0.5) * dy
+            xx = (np.arange(nx) + 0.5) * dx
+            ax.contour(xx, yy, mask[z].astype(np.float32), levels=[0.5], colors="red", linewidths=0.8)
+        ax.set_title(f"slice {z} ({int(mask[z].sum())} voxels)", fontsize=9)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
