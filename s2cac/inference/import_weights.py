@@ -45,6 +45,8 @@ CHECKPOINT_KEYS = (
 UNUSED_PREFIXES = ("encoder.layer4.", "decoder.SAL_first.")
 #: Ours without a counterpart: LayerNorm after tokens + cross-attention in our connection block.
 OURS_WITHOUT_COUNTERPART = re.compile(r"^connections\.\d+\.norm\.(weight|bias)$")
+#: Their parameter layout (key, shape, dtype), a copy of shared/reference/original_checkpoint_layout.tsv.
+LAYOUT_TSV = Path(__file__).with_name("original_checkpoint_layout.tsv")
 DEFAULT_SPACING_ZYX = (3.0, 0.369, 0.369)
 DEFAULT_PATCH = (24, 256, 256)
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -78,6 +80,29 @@ def key_mapping(stage_blocks: tuple[int, ...] = (3, 4, 6), n_decoder: int = 4) -
     m |= {"score_head.weight": "decoder.reg_head.weight", "score_head.bias": "decoder.reg_head.bias"}
     m |= {"memory": "decoder.embedding_A", "pos_embed": "decoder.position_embedding"}  # (200, D) -> (1, 200, D)
     return m
+
+
+def read_layout(tsv: str | Path = LAYOUT_TSV) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Their layout: key -> (shape, dtype name)."""
+    layout = {}
+    for line in Path(tsv).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, shape, dtype = line.split("\t")
+            layout[key] = (tuple(int(d) for d in re.findall(r"\d+", shape)), dtype.strip())
+    return layout
+
+
+def check_layout(theirs: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
+    """Refuse a state_dict whose keys or shapes differ from the released network's layout."""
+    layout = read_layout()
+    missing = sorted(set(layout) - set(theirs))
+    surplus = sorted(set(theirs) - set(layout))
+    shapes = sorted(k for k in set(layout) & set(theirs) if tuple(theirs[k].shape) != layout[k][0])
+    if missing or surplus or shapes:
+        raise ModelError(
+            f"{where}: not the released S2CAC (resnet34_3D) layout: {len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(surplus)} unknown (e.g. {surplus[:3]}), {len(shapes)} of other shape (e.g. {shapes[:3]})"
+        )
 
 
 def load_original_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -208,6 +233,7 @@ def import_original_checkpoint(
     checkpoint = Path(checkpoint)
     ckpt = load_original_checkpoint(checkpoint)
     theirs = original_state_dict(ckpt, str(checkpoint))
+    check_layout(theirs, str(checkpoint))
     overrides = _paper_overrides()
     net = build_network("paper", **overrides)
     diffs = structural_differences(net)
@@ -253,7 +279,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def checkpoint_from_layout(tsv: str | Path, seed: int = 0) -> dict[str, Any]:
+def checkpoint_from_layout(tsv: str | Path = LAYOUT_TSV, seed: int = 0) -> dict[str, Any]:
     """A checkpoint dict in their layout with random weights, built from the layout TSV (for tests).
 
     Holds every key and shape of the TSV and the checkpoint dict's other entries, with the kinds of values an
@@ -261,12 +287,8 @@ def checkpoint_from_layout(tsv: str | Path, seed: int = 0) -> dict[str, Any]:
     """
     gen = torch.Generator().manual_seed(seed)
     sd = {}
-    for line in Path(tsv).read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key, shape, dtype = line.split("\t")
-        dims = tuple(int(d) for d in re.findall(r"\d+", shape))
-        if dtype.strip() == "torch.int64":
+    for key, (dims, dtype) in read_layout(tsv).items():
+        if dtype == "torch.int64":
             sd[f"module.{key}"] = torch.tensor(7, dtype=torch.int64).reshape(dims)
         else:
             sd[f"module.{key}"] = torch.randn(dims, generator=gen) * 0.05
