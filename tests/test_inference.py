@@ -267,3 +267,32 @@ def test_qc_slices_pick_most_calcium() -> None:
     mask[2, 0, 0] = True
     assert qc_slices(mask, 2) == [1, 4]
     assert qc_slices(np.zeros((5, 3, 3), bool)) == [2]
+
+
+def test_trainer_model_folder_layout(tmp_path: Path) -> None:
+    """The folder ``s2cac train`` writes (docs/training.md): checkpoint_best/final.pth with network_kwargs."""
+    import yaml
+
+    torch.manual_seed(1)
+    kwargs = {"in_channels": 1, "num_classes": 2, "use_score_head": False, "fg_prior": 0.2}
+    net = build_network("tiny", **kwargs)
+    folder = tmp_path / "trained"
+    folder.mkdir()
+    method = {"network": "tiny", "network_overrides": {}, "use_score_head": False, "epochs": 1}
+    for which, scale in (("final", 1.0), ("best", 2.0)):
+        sd = {k: v * scale if v.is_floating_point() else v for k, v in net.state_dict().items()}
+        torch.save({"network_weights": sd, "teacher_weights": sd, "student_weights": sd, "method_config": method,
+                    "network_kwargs": kwargs, "inference_allowed_mirroring_axes": [1, 2], "current_epoch": 1},
+                   folder / f"checkpoint_{which}.pth")  # fmt: skip
+    (folder / "plans.json").write_text(json.dumps(make_plans([8, 64, 64], SPACING)))
+    (folder / "dataset.json").write_text(json.dumps(make_dataset_json()))
+    (folder / "config.yaml").write_text(yaml.safe_dump(method))
+    model = load_model(folder)
+    assert model.mirror_axes == (1, 2) and model.network_spec["use_score_head"] is False
+    assert torch.equal(model.state_dict["head.weight"], 2.0 * net.state_dict()["head.weight"])  # best preferred
+    assert torch.equal(load_model(folder, "final").state_dict["head.weight"], net.state_dict()["head.weight"])
+    pkg = export_model(folder, tmp_path / "t.zip")
+    assert load_model(pkg).network_spec == model.network_spec
+    (folder / "config.yaml").write_text(yaml.safe_dump({**method, "network": "paper"}))
+    with pytest.raises(ModelError, match="trained with network='tiny'"):
+        load_model(folder)

@@ -1,8 +1,11 @@
 """Trained models on disk: a model folder written by training, or a single packaged file (``export-model``).
 
-A **model folder** holds ``plans.json`` and ``dataset.json`` (nnU-Net v2), the resolved method config
-(``config.json``: at least ``network`` = a preset of :data:`s2cac.nets.PRESETS` and ``network_overrides``) and
-teacher weights (``checkpoint_teacher_best.pth`` preferred; see :data:`TEACHER_CHECKPOINTS`).
+A **model folder** (``s2cac train`` writes one; see docs/training.md) holds ``plans.json`` and
+``dataset.json`` (nnU-Net v2), the resolved method config (``config.yaml`` or ``config.json``: at least
+``network`` = a preset of :data:`s2cac.nets.PRESETS`) and a checkpoint (``checkpoint_best.pth`` preferred, then
+``checkpoint_final.pth``; see :data:`TEACHER_CHECKPOINTS`) whose ``network_weights`` are the teacher's. The
+checkpoint's ``network_kwargs`` (exact constructor arguments) and ``inference_allowed_mirroring_axes`` take
+precedence over the config file's; its ``method_config`` must agree with the config file on the network.
 
 A **package** is a zip file with exactly these members::
 
@@ -37,6 +40,8 @@ WEIGHTS_MEMBER = "weights.pt"
 JSON_MEMBERS = ("plans.json", "dataset.json", "config.json")
 #: Teacher checkpoint file names searched in a model folder, most preferred first.
 TEACHER_CHECKPOINTS = (
+    "checkpoint_best.pth",
+    "checkpoint_final.pth",
     "checkpoint_teacher_best.pth",
     "checkpoint_best_teacher.pth",
     "teacher_best.pth",
@@ -126,6 +131,11 @@ def sha256_bytes(data: bytes) -> str:
 
 def _load_weights(data: bytes | Path, where: str) -> dict[str, torch.Tensor]:
     """``torch.load(weights_only=True)`` of a state_dict or a checkpoint dict holding one."""
+    return _load_checkpoint(data, where)[0]
+
+
+def _load_checkpoint(data: bytes | Path, where: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state_dict, the checkpoint's other entries) via ``torch.load(weights_only=True)``."""
     try:
         obj = torch.load(io.BytesIO(data) if isinstance(data, bytes) else data, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - pickle/zip errors have many types; all mean "not loadable"
@@ -133,11 +143,12 @@ def _load_weights(data: bytes | Path, where: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict):
         raise ModelError(f"{where}: expected a dict of tensors or a checkpoint dict, got {type(obj).__name__}")
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return obj
+        return obj, {}
+    meta = {k: v for k, v in obj.items() if not k.endswith(("_weights", "_state", "_state_dict"))}
     for key in WEIGHT_KEYS:
         sd = obj.get(key)
         if isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) for v in sd.values()):
-            return {k.removeprefix("module."): v for k, v in sd.items()}
+            return {k.removeprefix("module."): v for k, v in sd.items()}, meta
     raise ModelError(f"{where}: no state_dict found (looked for a dict of tensors or the keys {list(WEIGHT_KEYS)})")
 
 
@@ -151,6 +162,28 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: expected a JSON object")
     return obj
+
+
+def _merge_checkpoint_meta(config: dict[str, Any], meta: dict[str, Any], where: str) -> dict[str, Any]:
+    """Config with the checkpoint's exact network kwargs and mirroring axes; refuse disagreements."""
+    config = dict(config)
+    method = meta.get("method_config")
+    if isinstance(method, dict):
+        for key in ("network", "network_overrides", "use_score_head"):
+            if key in method and key in config and method[key] != config[key]:
+                raise ModelError(
+                    f"{where}: checkpoint was trained with {key}={method[key]!r} but the config says {config[key]!r}"
+                )
+        config.setdefault("network", method.get("network"))
+    kwargs = meta.get("network_kwargs")
+    if isinstance(kwargs, dict):
+        kwargs = dict(kwargs)
+        if "use_score_head" in kwargs:
+            config["use_score_head"] = bool(kwargs.pop("use_score_head"))
+        config["network_overrides"] = kwargs
+    if meta.get("inference_allowed_mirroring_axes") is not None:
+        config["inference_allowed_mirroring_axes"] = [int(a) for a in meta["inference_allowed_mirroring_axes"]]
+    return config
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -184,12 +217,17 @@ def load_model_folder(folder: str | Path, checkpoint: str | Path | None = None) 
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelError(f"{folder}: not a model folder")
+    if checkpoint in ("best", "final"):
+        checkpoint = folder / f"checkpoint_{checkpoint}.pth"
     ckpt = Path(checkpoint) if checkpoint is not None else find_teacher_checkpoint(folder)
+    if not ckpt.is_file():
+        raise ModelError(f"{ckpt}: no such checkpoint")
+    state_dict, meta = _load_checkpoint(ckpt, str(ckpt))
     model = LoadedModel(
-        state_dict=_load_weights(ckpt, str(ckpt)),
+        state_dict=state_dict,
         plans=_read_json(folder / "plans.json"),
         dataset_json=_read_json(folder / "dataset.json"),
-        config=_read_config(folder),
+        config=_merge_checkpoint_meta(_read_config(folder), meta, str(ckpt)),
         source=str(folder),
     )
     check_model(model)
