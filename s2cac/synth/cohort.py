@@ -189,7 +189,7 @@ def synthesize_case(cfg: SynthConfig, index: int) -> Case:
     noise_sigma = float(rng.uniform(*cfg.noise_sigma_hu))
     lo, hi = cfg.plaques_per_case
     burden = rng.random()  # the patient's calcium burden drives both the number and the size of plaques
-    n = 0 if negative else lo + int(np.floor((hi - lo + 1) * burden**2))
+    n = 0 if negative else lo + int(np.floor((hi - lo + 1) * burden**1.5))
     for attempt in range(10):
         plaques: list[Plaque] = []
         if n:

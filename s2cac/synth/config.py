@@ -44,7 +44,7 @@ class SynthConfig:
         noise_sigma_hu: [low, high] standard deviation of the (spatially correlated) Gaussian noise, HU.
             Default [15, 25].
         plaques_per_case: [low, high] number of calcified plaques in a positive scan (skewed to few). Default
-            [1, 12].
+            [1, 16].
         plaque_hu: [low, high] intrinsic density of a plaque, HU (log-uniform); the measured peak is lower for
             plaques smaller than a voxel (partial volume). Default [150, 1500].
         plaque_length_mm: [low, high] plaque extent along its artery, mm (log-uniform). Default [0.6, 14].
@@ -72,7 +72,7 @@ class SynthConfig:
     rotation_deg: float = 8.0
     shift_mm: float = 12.0
     noise_sigma_hu: list[float] = _rng_field([15.0, 25.0])
-    plaques_per_case: list[int] = field(default_factory=lambda: [1, 12])
+    plaques_per_case: list[int] = field(default_factory=lambda: [1, 16])
     plaque_hu: list[float] = _rng_field([150.0, 1500.0])
     plaque_length_mm: list[float] = _rng_field([0.6, 14.0])
     plaque_thickness_mm: list[float] = _rng_field([0.5, 3.5])
