@@ -196,3 +196,9 @@ def test_cli_and_inference_loading(tiny_dataset, tmp_path):  # noqa: F811
     bad = tmp_path / "bad.json"
     bad.write_text('{"learning_rat": 1}')
     assert main(args[:-8] + ["--config", str(bad), "--output", str(tmp_path / "b")]) == 2
+
+
+def test_multiprocess_loaders(tiny_dataset, tmp_path):  # noqa: F811
+    """The background-worker path used on GPUs (nnU-Net's NonDetMultiThreadedAugmenter) also trains."""
+    summary = _run(tiny_dataset, tmp_path / "mp", epochs=1, data_workers=4)
+    assert summary["status"] == "trained" and summary["epochs"] == 1
