@@ -114,9 +114,19 @@ class DualPathNet(nn.Module):
     ) -> None:
         super().__init__()
         _validate(
-            in_channels, num_classes, stem_channels, stage_channels, stage_blocks, decoder_channels,
-            embed_dim, token_grid, num_heads, ff_dim, dropout, fg_prior,
-        )  # fmt: skip
+            in_channels,
+            num_classes,
+            stem_channels,
+            stage_channels,
+            stage_blocks,
+            decoder_channels,
+            embed_dim,
+            token_grid,
+            num_heads,
+            ff_dim,
+            dropout,
+            fg_prior,
+        )
         self.segmentation_only = False
         self.use_score_head = use_score_head
         self.total_stride = 2 ** (len(stage_channels) + 1)
@@ -201,16 +211,32 @@ class DualPathNet(nn.Module):
 
 
 def _validate(
-    in_channels, num_classes, stem_channels, stage_channels, stage_blocks, decoder_channels,
-    embed_dim, token_grid, num_heads, ff_dim, dropout, fg_prior,
-) -> None:  # fmt: skip
+    in_channels,
+    num_classes,
+    stem_channels,
+    stage_channels,
+    stage_blocks,
+    decoder_channels,
+    embed_dim,
+    token_grid,
+    num_heads,
+    ff_dim,
+    dropout,
+    fg_prior,
+) -> None:
     def positive_ints(name: str, seq) -> None:
         vals = list(seq)
         if not vals or not all(isinstance(v, int) and v > 0 for v in vals):
             raise ValueError(f"{name} must be a non-empty list of positive integers, got {seq!r}")
 
-    for name, v in (("in_channels", in_channels), ("num_classes", num_classes), ("stem_channels", stem_channels),
-                    ("embed_dim", embed_dim), ("num_heads", num_heads), ("ff_dim", ff_dim)):  # fmt: skip
+    for name, v in (
+        ("in_channels", in_channels),
+        ("num_classes", num_classes),
+        ("stem_channels", stem_channels),
+        ("embed_dim", embed_dim),
+        ("num_heads", num_heads),
+        ("ff_dim", ff_dim),
+    ):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if num_classes < 2:
