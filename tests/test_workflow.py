@@ -75,3 +75,46 @@ def test_missing_case_sheet_is_a_clear_error(tmp_path):
     proc = _run(work, "-n")
     assert proc.returncode != 0
     assert "nowhere.tsv" in proc.stdout + proc.stderr
+
+
+SYNTH = {"n_cases": 8, "negative_fraction": 0.25, "seed": 3, "shape_zyx": [12, 96, 96], "overview_cases": 2}
+
+
+@pytest.mark.slow
+def test_synthetic_demo_workflow_end_to_end(tmp_path):
+    """The demo path: synthetic cohort -> nnU-Net raw -> preprocessing -> splits, then nothing to do."""
+    work = tmp_path / "work"
+    _write_config(
+        work,
+        {
+            "dataset": {"name": "synthetic", "source": "synthetic", "nnunet_id": 501, "synthetic": SYNTH},
+            "preprocess": PREPROCESS,
+            "splits": SPLITS,
+        },
+    )
+    first = _run(work)
+    assert first.returncode == 0, first.stderr[-3000:]
+    data = work / "results" / "data" / "synthetic"
+    assert (data / "overview.png").stat().st_size > 10_000
+    assert len(list((data / "images").glob("*.nii.gz"))) == 8
+    pre = work / "results" / "nnunet" / "preprocessed" / "Dataset501_synthetic"
+    assert len(list((pre / "nnUNetPlans_3d_fullres").glob("*_seg.b2nd"))) == 8
+    roles = json.loads((work / "results/splits/synthetic/seed0/fold0/labeled100.json").read_text())
+    assert roles["labeled"] and roles["negative"] and roles["unlabeled"] == []
+    second = _run(work)
+    assert "Nothing to be done" in second.stdout + second.stderr
+
+
+def test_synthetic_option_typo_stops_the_workflow(tmp_path):
+    work = tmp_path / "work"
+    _write_config(
+        work,
+        {
+            "dataset": {"name": "synthetic", "source": "synthetic", "nnunet_id": 501, "synthetic": {"n_case": 3}},
+            "preprocess": PREPROCESS,
+            "splits": SPLITS,
+        },
+    )
+    proc = _run(work, "-n")
+    assert proc.returncode != 0
+    assert "dataset.synthetic" in proc.stdout + proc.stderr and "n_case" in proc.stdout + proc.stderr

@@ -20,8 +20,15 @@ RATIO_TAGS = [_ratio_tag(r) for r in SPLITS["labeled_ratios"]]
 
 if config["dataset"]["source"] == "case_sheet" and not config["dataset"].get("case_sheet"):
     raise ValueError("config: dataset.source is case_sheet but dataset.case_sheet (the TSV path) is not set")
-if config["dataset"]["source"] == "synthetic" and "synthetic" not in config["dataset"]:
-    config["dataset"]["synthetic"] = {}
+if config["dataset"]["source"] == "synthetic":
+    sys.path.insert(0, str(REPO))
+    from s2cac.synth.config import SynthConfig
+
+    config["dataset"].setdefault("synthetic", {})
+    try:  # reject typos in the generator's options now, not when the job runs
+        SynthConfig.from_dict(dict(config["dataset"]["synthetic"]))
+    except ValueError as err:
+        raise ValueError(f"config: dataset.synthetic: {err}") from None
 for fold in SPLITS["folds"]:
     if fold >= SPLITS["n_folds"]:
         raise ValueError(f"config: splits.folds has fold {fold} but splits.n_folds is {SPLITS['n_folds']}")
