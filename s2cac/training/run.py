@@ -21,9 +21,10 @@ def read_split(path: str | Path) -> dict[str, list[str]]:
     split = json.loads(path.read_text())
     if not isinstance(split, dict) or "labeled" not in split or "validation" not in split:
         raise ValueError(f"{path}: a split needs at least 'labeled' and 'validation' lists")
-    unknown = sorted(set(split) - set(SPLIT_KEYS))
+    # scalar metadata (seed, fold, labeled_ratio) is allowed; an unknown list of cases is an error
+    unknown = sorted(k for k, v in split.items() if k not in SPLIT_KEYS and isinstance(v, list))
     if unknown:
-        raise ValueError(f"{path}: unknown split key(s) {unknown}; known: {list(SPLIT_KEYS)}")
+        raise ValueError(f"{path}: unknown split list(s) {unknown}; known: {list(SPLIT_KEYS)}")
     overlap = set(split.get("unlabeled", [])) & (set(split["labeled"]) | set(split["validation"]))
     if overlap:
         raise ValueError(f"{path}: case(s) {sorted(overlap)[:5]} are both unlabeled and labeled/validation")
