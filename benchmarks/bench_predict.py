@@ -4,8 +4,8 @@ Both networks run through the same ``nnUNetPredictor`` (same plans, patch, step 
 preprocessing and export to the input grid) in the same run, each in its own subprocess so that its peak
 memory (ru_maxrss) is its own. Weights are random: this measures speed, not accuracy.
 
-    .venv/bin/python benchmarks/bench_predict.py                       # 64 x 512 x 512, ~1-2 min on 2 cores
-    .venv/bin/python benchmarks/bench_predict.py --shape 16 256 256    # quicker
+    .venv/bin/python benchmarks/bench_predict.py                       # 32 x 256 x 256, ~1 min on 2 cores
+    .venv/bin/python benchmarks/bench_predict.py --shape 64 512 512    # the full-size volume, ~7 min on 2 cores
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def run_variant(variant: str, shape: tuple[int, int, int], patch: tuple[int, int
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", type=int, nargs=3, default=[64, 512, 512], metavar=("Z", "Y", "X"))
+    parser.add_argument("--shape", type=int, nargs=3, default=[32, 256, 256], metavar=("Z", "Y", "X"))
     parser.add_argument("--patch", type=int, nargs=3, default=[16, 128, 128], metavar=("Z", "Y", "X"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variant", choices=["s2cac_tiny", "plain_unet"], help=argparse.SUPPRESS)
