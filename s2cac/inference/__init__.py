@@ -4,7 +4,8 @@ Public API (imported lazily, so ``import s2cac.inference`` stays light):
 
 - :func:`load_model` / :func:`export_model` / :class:`ModelError` (``model_io``)
 - :func:`make_predictor` / :func:`predict_network_mask` (``predictor``)
-- :func:`predict_path` / :class:`PredictOptions` / :class:`CaseResult` / :func:`find_cases` (``batch``)
+- :func:`predict_path` / :func:`predict_cases` / :class:`PredictOptions` / :class:`CaseResult` /
+  :class:`CaseInput` / :func:`find_cases` (``batch``)
 - :func:`import_original_checkpoint` (``import_weights``)
 """
 
@@ -24,6 +25,8 @@ _EXPORTS = {
     "predict_network_mask": "predictor",
     "predict_path": "batch",
     "predict_case": "batch",
+    "predict_cases": "batch",
+    "CaseInput": "batch",
     "find_cases": "batch",
     "PredictOptions": "batch",
     "CaseResult": "batch",

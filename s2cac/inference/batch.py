@@ -221,13 +221,26 @@ def predict_path(
         ModelError: the model is unusable (nothing is predicted).
         ValueError / FileNotFoundError: no input cases, or an invalid option.
     """
+    return predict_cases(model, find_cases(input_path), out_dir, options, log)
+
+
+def predict_cases(
+    model,
+    cases: list[CaseInput],
+    out_dir: str | Path,
+    options: PredictOptions | None = None,
+    log: IO[str] | None = None,
+) -> list[CaseResult]:
+    """Predict the given cases into ``out_dir``; like :func:`predict_path` with an explicit case list
+    (e.g. the test cases of a split, named by their case ids)."""
     from s2cac.inference.model_io import LoadedModel, load_model
     from s2cac.inference.predictor import make_predictor
 
     options = options or PredictOptions()
     log = log or sys.stderr
     out_dir = Path(out_dir)
-    cases = find_cases(input_path)
+    if not cases:
+        raise ValueError("no cases to predict")
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     predictor = make_predictor(
         loaded, device=options.device, step=options.step, tta=options.tta, patch_size=options.patch_size
