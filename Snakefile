@@ -12,6 +12,12 @@
 #   results/splits/{dataset}/seed{seed}/splits_final.json    nnU-Net folds
 #   results/splits/{dataset}/seed{seed}/fold{fold}/labeled{pct}.json   roles: labeled, unlabeled,
 #                                                            negative, validation, test
+#   results/models/{dataset}/{experiment}/labeled{pct}/fold{fold}/seed{seed}/   model folder (checkpoints,
+#                                                            plans.json, config.yaml, training_log.txt, curves.png)
+#   results/predict/{dataset}/{experiment}/labeled{pct}/fold{fold}/seed{seed}/  test masks <case>_cac.nii.gz,
+#                                                            scores.csv, qc/<case>.png
+#   results/evaluate/{dataset}/{experiment}/labeled{pct}/fold{fold}/seed{seed}/ per_case.csv, summary.json,
+#                                                            summary.csv, figures/
 #   logs/{rule}/{wildcards}.log, benchmarks/{rule}/{wildcards}.tsv
 from snakemake.utils import min_version
 
@@ -30,11 +36,15 @@ wildcard_constraints:
     fold=r"\d+",
     ratio=r"\d+(\.\d+)?",
     id=r"\d{3}",
+    experiment=r"[A-Za-z][A-Za-z0-9_]*",
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/splits.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

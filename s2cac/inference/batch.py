@@ -13,12 +13,13 @@ the other cases still run.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -52,7 +53,7 @@ class PredictOptions:
     threshold_hu: float = 130.0
     qc: bool = True
     mass_calibration: float | None = None
-    window: HUWindow = field(default_factory=HUWindow)
+    window: HUWindow | None = None  # None = the window the model was trained with
 
 
 @dataclass
@@ -242,6 +243,8 @@ def predict_cases(
     if not cases:
         raise ValueError("no cases to predict")
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    if options.window is None:
+        options = dataclasses.replace(options, window=loaded.hu_window)
     predictor = make_predictor(
         loaded, device=options.device, step=options.step, tta=options.tta, patch_size=options.patch_size
     )

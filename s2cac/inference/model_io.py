@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from s2cac import __version__
+from s2cac.data.nnunet_raw import HUWindow
 
 PACKAGE_FORMAT = "s2cac-model"
 PACKAGE_FORMAT_VERSION = 1
@@ -83,6 +84,12 @@ class LoadedModel:
     config: dict[str, Any]
     source: str
     manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hu_window(self) -> HUWindow:
+        """The HU window the model was trained with (dataset.json ``s2cac_hu_window``; METHOD.md's by default)."""
+        w = self.dataset_json.get("s2cac_hu_window") or {}
+        return HUWindow(float(w.get("level", 130.0)), float(w.get("width", 850.0)))
 
     @property
     def network_spec(self) -> dict[str, Any]:

@@ -171,19 +171,34 @@ def load_method_config(
     if experiment is not None:
         if experiments_file is None:
             raise ValueError("--experiment needs --experiments-file (the workflow's config.yaml)")
-        doc = _read_mapping(experiments_file)
-        experiments = doc.get("experiments")
-        if not isinstance(experiments, dict) or experiment not in experiments:
-            known = sorted(experiments) if isinstance(experiments, dict) else []
-            raise ValueError(f"{experiments_file}: no experiment {experiment!r} under 'experiments:'; known: {known}")
-        merged.update(experiments[experiment] or {})
+        try:
+            merged = experiment_mapping(_read_mapping(experiments_file), experiment)
+        except ValueError as err:
+            raise ValueError(f"{experiments_file}: {err}") from None
     if config is not None:
         doc = _read_mapping(config)
         doc = doc.get("method", doc) if isinstance(doc.get("method"), dict) else doc
-        if isinstance(merged.get("nsb"), dict) and isinstance(doc.get("nsb"), dict):
-            doc = {**doc, "nsb": {**merged["nsb"], **doc["nsb"]}}
-        merged.update(doc)
+        merged = merge_method_mappings(merged, doc)
     return MethodConfig.from_dict(merged)
+
+
+def merge_method_mappings(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``top``; the nested ``nsb`` mapping is merged key by key."""
+    out = {**base, **top}
+    if isinstance(base.get("nsb"), dict) and isinstance(top.get("nsb"), dict):
+        out["nsb"] = {**base["nsb"], **top["nsb"]}
+    return out
+
+
+def experiment_mapping(doc: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """The method mapping of one experiment of a workflow config: ``training.defaults`` (shared by every
+    experiment, optional) updated by ``experiments[experiment]``."""
+    experiments = doc.get("experiments")
+    if not isinstance(experiments, dict) or experiment not in experiments:
+        known = sorted(experiments) if isinstance(experiments, dict) else []
+        raise ValueError(f"no experiment {experiment!r} under 'experiments:'; known: {known}")
+    defaults = (doc.get("training") or {}).get("defaults") or {}
+    return merge_method_mappings(dict(defaults), dict(experiments[experiment] or {}))
 
 
 def _read_mapping(path: str | Path) -> dict[str, Any]:

@@ -50,6 +50,38 @@ def split_files(seed):
     ]
 
 
+EXPERIMENTS = config["experiments"]
+TRAINING = config["training"]
+for name in TRAINING["run"]:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"config: training.run names {name!r}, which is not under experiments: {sorted(EXPERIMENTS)}")
+if EXPERIMENTS:
+    sys.path.insert(0, str(REPO))
+    from s2cac.training.config import MethodConfig, experiment_mapping
+
+    for name in EXPERIMENTS:  # reject typos and impossible switch combinations now, not hours into a job
+        try:
+            MethodConfig.from_dict(experiment_mapping(config, name))
+        except ValueError as err:
+            raise ValueError(f"config: experiments.{name}: {err}") from None
+
+
+def get_method(wildcards):
+    """Resolved method mapping of an experiment (training.defaults + experiments[name]) with the run's seed."""
+    return {**experiment_mapping(config, wildcards.experiment), "seed": int(wildcards.seed)}
+
+
+def run_tags():
+    """(experiment, ratio tag, fold, seed) of every run of the default target."""
+    return [
+        (exp, tag, fold, seed)
+        for exp in TRAINING["run"]
+        for tag in RATIO_TAGS
+        for fold in SPLITS["folds"]
+        for seed in SPLITS["seeds"]
+    ]
+
+
 def get_all_targets():
     targets = [
         f"results/data/{DATASET}/cases.tsv",
@@ -59,4 +91,6 @@ def get_all_targets():
         targets += [f"results/data/{DATASET}/overview.png", f"results/data/{DATASET}/threshold_baseline.tsv"]
     for seed in SPLITS["seeds"]:
         targets += split_files(seed)
+    for exp, tag, fold, seed in run_tags():
+        targets.append(f"results/evaluate/{DATASET}/{exp}/labeled{tag}/fold{fold}/seed{seed}/summary.json")
     return targets

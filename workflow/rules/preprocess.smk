@@ -28,9 +28,10 @@ rule nnunet_preprocess:
         raw="results/nnunet/raw/Dataset{id}_{dataset}",
         code=package_code("data"),
     output:
+        # The data folders (nnUNetPlans_3d_fullres/, gt_segmentations/) appear together with these files
+        # (one atomic rename). They are not declared as directory() outputs because Snakemake would put a
+        # .snakemake_timestamp file into them, which nnU-Net's dataset-type detection refuses.
         plans="results/nnunet/preprocessed/Dataset{id}_{dataset}/nnUNetPlans.json",
-        data=directory("results/nnunet/preprocessed/Dataset{id}_{dataset}/nnUNetPlans_3d_fullres"),
-        gt=directory("results/nnunet/preprocessed/Dataset{id}_{dataset}/gt_segmentations"),
         dataset_json="results/nnunet/preprocessed/Dataset{id}_{dataset}/dataset.json",
         fingerprint="results/nnunet/preprocessed/Dataset{id}_{dataset}/dataset_fingerprint.json",
     params:

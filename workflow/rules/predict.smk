@@ -1,0 +1,27 @@
+# Stage 5: inference on each trained model's test cases (nnU-Net sliding window, our network), then the
+# exported masks (network mask AND HU >= threshold) are scored with the Agatston library.
+
+
+rule predict:
+    input:
+        model="results/models/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}/checkpoint_final.pth",
+        cases="results/data/{dataset}/cases.tsv",
+        split="results/splits/{dataset}/seed{seed}/fold{fold}/labeled{ratio}.json",
+        code=package_code("inference", "nets", "scoring", "io"),
+    output:
+        directory("results/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}"),
+    params:
+        options=config["predict"],
+    log:
+        "logs/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
+    benchmark:
+        "benchmarks/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=120,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/predict.py"

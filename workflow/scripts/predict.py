@@ -1,0 +1,31 @@
+"""Rule predict: segment a model's test cases, restrict to >= threshold HU, score, QC pictures."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # the repo, so conda envs import s2cac
+
+from s2cac.runlog import logged
+
+with logged(snakemake.log[0]):
+    import torch
+
+    from s2cac.data.atomic import atomic_dir
+    from s2cac.data.cases import load_case_sheet
+    from s2cac.inference import CaseInput, PredictOptions, load_model, predict_cases
+
+    torch.set_num_threads(snakemake.threads)
+    opts = dict(snakemake.params.options)
+    checkpoint = opts.pop("checkpoint")
+    test = set(json.loads(Path(snakemake.input.split).read_text())["test"])
+    sheet = load_case_sheet(snakemake.input.cases)
+    cases = [
+        CaseInput(cid, Path(img)) for cid, img in zip(sheet["case_id"], sheet["image"], strict=True) if cid in test
+    ]
+    model = load_model(Path(snakemake.input.model).parent, checkpoint=checkpoint)
+    with atomic_dir(snakemake.output[0]) as tmp:
+        results = predict_cases(model, cases, tmp, PredictOptions(**opts), log=sys.stderr)
+    failed = [r.case for r in results if r.status != "ok"]
+    if failed:
+        raise RuntimeError(f"prediction failed for {len(failed)} case(s): {', '.join(failed)}")

@@ -1,0 +1,26 @@
+"""Rule train: one model folder (resumes from checkpoint_latest.pth when rerun)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # the repo, so conda envs import s2cac
+
+from s2cac.runlog import logged
+
+with logged(snakemake.log[0]):
+    import torch
+
+    from s2cac.training.config import MethodConfig
+    from s2cac.training.run import read_split, resolve_device, train_model
+
+    torch.set_num_threads(snakemake.threads)
+    summary = train_model(
+        Path(snakemake.input.plans).parent,
+        read_split(snakemake.input.split),
+        MethodConfig.from_dict(snakemake.params.method),
+        Path(snakemake.output.final).parent,
+        fold=int(snakemake.wildcards.fold),
+        device=resolve_device(snakemake.params.device),
+    )
+    print(json.dumps(summary, indent=2))
