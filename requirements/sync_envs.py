@@ -33,37 +33,11 @@ MARKER_ENV = {
 }
 
 # env name -> (purpose, top-level packages)
+_NNUNET_STACK = ["nnunetv2", "torch", "SimpleITK", "pydicom", "connected-components-3d", "pandas", "matplotlib",
+                 "scipy", "PyYAML", "jsonschema"]  # fmt: skip
 STACKS = {
-    "data": (
-        "synthetic cohort, case import, nnU-Net v2 raw conversion, preprocessing, splits",
-        [
-            "nnunetv2",
-            "torch",
-            "SimpleITK",
-            "pydicom",
-            "connected-components-3d",
-            "pandas",
-            "matplotlib",
-            "scipy",
-            "PyYAML",
-            "jsonschema",
-        ],
-    ),
-    "torch": (
-        "training and inference (GPU when present)",
-        [
-            "nnunetv2",
-            "torch",
-            "SimpleITK",
-            "pydicom",
-            "connected-components-3d",
-            "pandas",
-            "matplotlib",
-            "scipy",
-            "PyYAML",
-            "jsonschema",
-        ],
-    ),
+    "data": ("synthetic cohort, case import, nnU-Net v2 raw conversion, preprocessing, splits", _NNUNET_STACK),
+    "torch": ("training and inference (GPU when present)", _NNUNET_STACK),
     "analysis": (
         "Agatston scoring, evaluation statistics, paper tables and figures",
         [
@@ -78,7 +52,7 @@ STACKS = {
             "PyYAML",
             "jsonschema",
         ],
-    ),
+    ),  # fmt: skip
 }
 
 
