@@ -80,16 +80,45 @@ def test_missing_case_sheet_is_a_clear_error(tmp_path):
 SYNTH = {"n_cases": 8, "negative_fraction": 0.25, "seed": 3, "shape_zyx": [12, 96, 96], "overview_cases": 2}
 
 
+TRAINING = {
+    "run": ["s2cac"],
+    "device": "cpu",
+    "defaults": {
+        "network": "tiny",
+        "optimizer": "adam",
+        "learning_rate": 0.003,
+        "epochs": 2,
+        "iterations_per_epoch": 3,
+        "val_iterations": 1,
+        "consistency_ramp_step": 1,
+        "consistency_ramp_length": 4,
+    },
+}
+EXPERIMENTS = {
+    "s2cac": {},
+    "supervised": {"use_teacher": False, "use_score_head": False, "score_consistency": False, "use_negatives": False},
+}
+
+
 @pytest.mark.slow
 def test_synthetic_demo_workflow_end_to_end(tmp_path):
-    """The demo path: synthetic cohort -> nnU-Net raw -> preprocessing -> splits, then nothing to do."""
+    """The demo path: synthetic cohort -> nnU-Net raw -> preprocessing -> splits -> train -> predict ->
+    evaluate, then nothing to do."""
+    import numpy as np
+    import pandas as pd
+    import SimpleITK as sitk
+
     work = tmp_path / "work"
     _write_config(
         work,
         {
             "dataset": {"name": "synthetic", "source": "synthetic", "nnunet_id": 501, "synthetic": SYNTH},
             "preprocess": PREPROCESS,
-            "splits": SPLITS,
+            "splits": SPLITS | {"folds": [0], "labeled_ratios": [0.5]},
+            "training": TRAINING,
+            "experiments": EXPERIMENTS,
+            "predict": {"device": "cpu"},
+            "evaluate": {"bootstrap": 200},
         },
     )
     first = _run(work)
@@ -99,10 +128,36 @@ def test_synthetic_demo_workflow_end_to_end(tmp_path):
     assert len(list((data / "images").glob("*.nii.gz"))) == 8
     pre = work / "results" / "nnunet" / "preprocessed" / "Dataset501_synthetic"
     assert len(list((pre / "nnUNetPlans_3d_fullres").glob("*_seg.b2nd"))) == 8
-    roles = json.loads((work / "results/splits/synthetic/seed0/fold0/labeled100.json").read_text())
-    assert roles["labeled"] and roles["negative"] and roles["unlabeled"] == []
+    roles = json.loads((work / "results/splits/synthetic/seed0/fold0/labeled50.json").read_text())
+    assert roles["labeled"] and roles["negative"] and roles["unlabeled"]
+
+    run = "synthetic/s2cac/labeled50/fold0/seed0"
+    model = work / "results" / "models" / run
+    assert (model / "checkpoint_final.pth").is_file() and (model / "curves.png").is_file()
+    assert "epoch 2/2" in (model / "training_log.txt").read_text()
+    pred = work / "results" / "predict" / run
+    scores = pd.read_csv(pred / "scores.csv")
+    assert sorted(scores["case"]) == roles["test"] and set(scores["status"]) == {"ok"}
+    for case in roles["test"]:
+        src = sitk.ReadImage(str(data / "images" / f"{case}.nii.gz"))
+        out = sitk.ReadImage(str(pred / f"{case}_cac.nii.gz"))
+        assert out.GetSize() == src.GetSize() and np.allclose(out.GetSpacing(), src.GetSpacing())
+        assert np.allclose(out.GetOrigin(), src.GetOrigin()) and np.allclose(out.GetDirection(), src.GetDirection())
+    ev = work / "results" / "evaluate" / run
+    per_case = pd.read_csv(ev / "per_case.csv")
+    assert sorted(per_case["case_id"]) == roles["test"]
+    ref = pd.read_csv(data / "cases.tsv", sep="\t").set_index("case_id")
+    for _, row in per_case.iterrows():  # the reference Agatston of evaluation = the case sheet's
+        assert row["agatston_ref"] == pytest.approx(ref.loc[row["case_id"], "agatston"], abs=0.01)
+    assert json.loads((ev / "summary.json").read_text())
+    assert list((ev / "figures").glob("*.png"))
+
     second = _run(work)
     assert "Nothing to be done" in second.stdout + second.stderr
+    # an ablation is one more target: only its own jobs run
+    other = _run(work, "-n", f"results/evaluate/{run.replace('s2cac', 'supervised', 1)}/summary.json")
+    assert other.returncode == 0
+    assert "train " in other.stdout and "nnunet_preprocess" not in other.stdout
 
 
 def test_synthetic_option_typo_stops_the_workflow(tmp_path):
