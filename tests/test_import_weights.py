@@ -8,21 +8,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from s2cac.cli import main
 from s2cac.inference.import_weights import (
     LAYOUT_TSV,
-    OURS_WITHOUT_COUNTERPART,
+    ORIGINAL_OVERRIDES,
     UNUSED_PREFIXES,
-    _paper_overrides,
     checkpoint_from_layout,
     convert_state_dict,
     key_mapping,
     load_original_checkpoint,
+    original_network,
     original_state_dict,
     read_layout,
     save_checkpoint_bytes,
-    structural_differences,
 )
 from s2cac.inference.model_io import ModelError, load_model
 from s2cac.nets import build_network
@@ -39,7 +39,7 @@ def ckpt_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def paper_template() -> dict[str, torch.Tensor]:
-    return build_network("paper", **_paper_overrides()).state_dict()
+    return original_network().state_dict()
 
 
 @pytest.mark.skipif(not REFERENCE_TSV.exists(), reason="shared reference not present")
@@ -64,10 +64,10 @@ def test_checkpoint_has_every_key_and_loads_without_unsafe_pickle(ckpt_file: Pat
 def test_mapping_table_covers_both_networks(paper_template) -> None:
     mapping = key_mapping()
     layout = read_layout()
-    ours_unmapped = sorted(set(paper_template) - set(mapping))
-    assert ours_unmapped and all(OURS_WITHOUT_COUNTERPART.match(k) for k in ours_unmapped)
-    assert len(ours_unmapped) == 8  # connections.{0..3}.norm.{weight,bias}
-    assert set(mapping) <= set(paper_template)
+    assert set(mapping) == set(paper_template)  # every parameter of ours has a counterpart
+    # the default network differs only by the connection blocks' LayerNorm (no counterpart, so not imported)
+    extra = set(build_network("paper").state_dict()) - set(paper_template)
+    assert extra == {f"connections.{i}.norm.{p}" for i in range(4) for p in ("weight", "bias")}
     assert len(set(mapping.values())) == len(mapping)  # one-to-one
     unused = set(layout) - set(mapping.values())
     assert unused and all(k.startswith(UNUSED_PREFIXES) for k in unused)
@@ -83,7 +83,7 @@ def test_convert_copies_each_tensor_to_its_counterpart(ckpt_file: Path, paper_te
     assert set(ours) == set(paper_template)
     for k, theirs_key in key_mapping().items():
         assert torch.equal(ours[k].reshape(-1), theirs[theirs_key].reshape(-1)), k
-    net = build_network("paper", **_paper_overrides())
+    net = original_network()
     net.load_state_dict(ours, strict=True)
     # the segmentation path (what predict uses) runs with the imported weights
     net.eval().segmentation_only = True
@@ -91,21 +91,77 @@ def test_convert_copies_each_tensor_to_its_counterpart(ckpt_file: Path, paper_te
         assert net(torch.zeros(1, 1, 2, 32, 32)).shape == (1, 2, 2, 32, 32)
 
 
-def test_import_cli_writes_a_loadable_package(ckpt_file: Path, tmp_path: Path, capsys) -> None:
-    diffs = structural_differences(build_network("paper", **_paper_overrides()))
+def test_import_cli_writes_a_loadable_package(ckpt_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "imported.zip"
-    if diffs:  # refused unless the user accepts the documented differences
-        assert main(["import-weights", str(ckpt_file), str(out)]) == 2
-        assert "max-pool" in capsys.readouterr().err and not out.exists()
-    assert main(["import-weights", str(ckpt_file), str(out), "--allow-differences"]) == 0
+    assert main(["import-weights", str(ckpt_file), str(out)]) == 0  # no flag needed: nothing differs
     model = load_model(out)
-    assert model.network_spec["preset"] == "paper"
+    assert model.network_spec == {"preset": "paper", "overrides": ORIGINAL_OVERRIDES, "use_score_head": True}
+    assert model.config["network_overrides"] == {"pool_kernel": [3, 3, 3], "faithful_connection": True}
     assert model.patch_size == (24, 256, 256)
     info = model.config["imported_from"]
-    assert info["trainer_name"] == "nnUNetTrainer_S2CAC" and info["structural_differences"] == diffs
+    assert info["trainer_name"] == "nnUNetTrainer_S2CAC" and "structural_differences" not in info
     assert info["original_normalization_schemes"] == ["CACWindowNormalization"]
+    net = model.build_network()
+    assert net.pool.kernel_size == (3, 3, 3) and net.pool.padding == (1, 1, 1)
+    assert all(c.faithful for c in net.connections)
     theirs = original_state_dict(load_original_checkpoint(ckpt_file))
     assert torch.equal(model.state_dict["head.weight"], theirs["segmentation_head.0.weight"])
+
+
+def _reference_pool_and_score(theirs: dict[str, torch.Tensor], x: torch.Tensor, decoder_out: list[torch.Tensor]):
+    """Their stem + max-pool, and their score from the decoder outputs, computed from their tensors directly."""
+    bn = {p: theirs[f"encoder.bn1.{p}"] for p in ("weight", "bias", "running_mean", "running_var")}
+    stem = F.conv3d(x, theirs["encoder.conv1.weight"], stride=(1, 2, 2), padding=(0, 3, 3))
+    stem = F.relu(F.batch_norm(stem, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"]))
+    pooled = F.max_pool3d(stem, (3, 3, 3), (1, 2, 2), (1, 1, 1))
+    memory = theirs["decoder.embedding_A"][None]
+    for i, feats in enumerate(decoder_out):
+        d = f"decoder.conv_flat.{i}.0"
+        tokens = F.conv3d(feats, theirs[f"{d}.weight"], theirs[f"{d}.bias"])
+        tokens = F.adaptive_avg_pool3d(tokens, (5, 8, 5)).flatten(2).transpose(1, 2)
+        cross = torch.nn.MultiheadAttention(160, 4, batch_first=True)
+        prefix = f"decoder.cross_attention_layers.{i}.multihead_attn."
+        cross.load_state_dict({k.removeprefix(prefix): v for k, v in theirs.items() if k.startswith(prefix)})
+        layer = torch.nn.TransformerEncoderLayer(160, 4, 2048, batch_first=True)
+        prefix = f"decoder.self_attention_layers.{i}."
+        layer.load_state_dict({k.removeprefix(prefix): v for k, v in theirs.items() if k.startswith(prefix)})
+        cross.eval(), layer.eval()
+        query = tokens + theirs["decoder.position_embedding"][None]
+        memory = layer(cross(query, memory, memory, need_weights=False)[0])
+    score = F.linear(memory.mean(dim=1), theirs["decoder.reg_head.weight"], theirs["decoder.reg_head.bias"])
+    return pooled, score.squeeze(1)
+
+
+def test_imported_folder_reproduces_their_computation(ckpt_file: Path, tmp_path: Path) -> None:
+    out = main(["import-weights", str(ckpt_file), str(tmp_path / "model")])
+    assert out == 0
+    model = load_model(tmp_path / "model")
+    theirs = original_state_dict(load_original_checkpoint(ckpt_file))
+    for ours_key, theirs_key in key_mapping().items():  # every tensor copied
+        assert torch.equal(model.state_dict[ours_key].reshape(-1), theirs[theirs_key].reshape(-1)), ours_key
+    net = model.build_network()
+    net.load_state_dict(model.state_dict, strict=True)
+    net.eval()
+    seen: dict[str, torch.Tensor] = {}
+    net.pool.register_forward_hook(lambda m, i, o: seen.__setitem__("pool", o))
+    for j, block in enumerate(net.decoder):
+        block.register_forward_hook(lambda m, i, o, j=j: seen.__setitem__(f"dec{j}", o))
+    x = torch.rand(1, 1, 8, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, score = net(x)
+        ref_pool, ref_score = _reference_pool_and_score(theirs, x, [seen[f"dec{j}"] for j in range(4)])
+    assert logits.shape == (1, 2, 8, 64, 64) and torch.isfinite(logits).all()
+    assert torch.allclose(seen["pool"], ref_pool, atol=1e-5)
+    assert torch.allclose(score, ref_score, atol=1e-5), (score, ref_score)
+
+    # the default connection block (residual + LayerNorm) with the same weights where keys overlap: same
+    # segmentation, other score
+    default = build_network("paper", pool_kernel=[3, 3, 3]).eval()
+    missing, unexpected = default.load_state_dict(model.state_dict, strict=False)
+    assert not unexpected and all(".norm." in k for k in missing) and len(missing) == 8
+    with torch.no_grad():
+        d_logits, d_score = default(x)
+    assert torch.allclose(d_logits, logits) and not torch.allclose(d_score, score, atol=1e-3)
 
 
 def test_refuses_foreign_pickled_objects_and_wrong_layouts(tmp_path: Path) -> None:
@@ -121,7 +177,7 @@ def test_refuses_foreign_pickled_objects_and_wrong_layouts(tmp_path: Path) -> No
     ckpt["network_weights"]["module.encoder.layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 3, 3)
     wrong = tmp_path / "wrong.pth"
     wrong.write_bytes(save_checkpoint_bytes(ckpt))
-    assert main(["import-weights", str(wrong), str(tmp_path / "o.zip"), "--allow-differences"]) == 2
+    assert main(["import-weights", str(wrong), str(tmp_path / "o.zip")]) == 2
     with pytest.raises(ModelError, match="1 missing.*1 of other shape"):
         from s2cac.inference.import_weights import check_layout
 

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from s2cac.nets import PRESETS, DualPathNet, build_network, count_parameters
 
@@ -92,3 +93,72 @@ def test_two_stage_network_has_stride_8():
     assert net.total_stride == 8
     logits, _ = net(torch.randn(1, 1, 3, 24, 40))
     assert logits.shape == (1, 2, 3, 24, 40)
+
+
+def test_paper_defaults_unchanged():
+    net = build_network("paper")
+    assert count_parameters(net) == 34_483_491
+    assert net.pool.kernel_size == (1, 3, 3) and net.pool.padding == (0, 1, 1) and net.pool.stride == (1, 2, 2)
+    assert all(not c.faithful and isinstance(c.norm, torch.nn.LayerNorm) for c in net.connections)
+
+
+@pytest.mark.parametrize("pool_kernel", [(3, 3, 3), (3, 5, 5)])
+@pytest.mark.parametrize("patch", [(8, 32, 32), (5, 48, 64), (1, 16, 16)])
+def test_pool_kernel_keeps_shapes(pool_kernel, patch):
+    torch.manual_seed(0)
+    net = build_network("tiny", pool_kernel=list(pool_kernel)).eval()
+    assert net.pool.kernel_size == pool_kernel and net.pool.padding == tuple(k // 2 for k in pool_kernel)
+    x = torch.randn(2, 1, *patch)
+    stem = net.stem(x)
+    assert net.pool(stem).shape == build_network("tiny").pool(stem).shape
+    logits, score = net(x)
+    assert logits.shape == (2, 2, *patch) and score.shape == (2,)
+    assert torch.isfinite(logits).all() and torch.isfinite(score).all()
+
+
+def test_pool_kernel_changes_only_the_pool():
+    torch.manual_seed(0)
+    ref = build_network("tiny").eval()
+    net = build_network("tiny", pool_kernel=(3, 3, 3)).eval()
+    net.load_state_dict(ref.state_dict(), strict=True)  # no parameters involved
+    x = torch.randn(1, 1, 6, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(ref(x)[0], net(x)[0])
+
+
+@pytest.mark.parametrize("pool_kernel", [(2, 3, 3), (3, 3), (0, 3, 3), (3, 3, -1), (3.0, 3, 3), (True, 3, 3), "333", 3])
+def test_pool_kernel_validation(pool_kernel):
+    with pytest.raises(ValueError, match="pool_kernel must be three odd positive integers"):
+        build_network("tiny", pool_kernel=pool_kernel)
+
+
+@pytest.mark.parametrize("patch", [(8, 32, 32), (5, 48, 64), (1, 16, 16), (16, 64, 48)])
+def test_faithful_connection_shapes_and_parameters(patch):
+    torch.manual_seed(0)
+    net = build_network("tiny", faithful_connection=True)
+    assert all(c.faithful and not hasattr(c, "norm") for c in net.connections)
+    default = build_network("tiny")
+    extra = set(default.state_dict()) - set(net.state_dict())
+    assert extra == {f"connections.{i}.norm.{p}" for i in range(4) for p in ("weight", "bias")}
+    assert set(net.state_dict()) < set(default.state_dict())
+    logits, score = net(torch.randn(2, 1, *patch))
+    assert logits.shape == (2, 2, *patch) and score.shape == (2,)
+    assert torch.isfinite(logits).all() and torch.isfinite(score).all()
+
+
+def test_faithful_connection_block_computes_encoder_of_cross_attention():
+    torch.manual_seed(0)
+    net = build_network("tiny", faithful_connection=True).eval()
+    block = net.connections[1]
+    feats, memory = torch.randn(2, 16, 4, 8, 8), torch.randn(2, 8, 16)
+    with torch.no_grad():
+        tokens = F.adaptive_avg_pool3d(block.proj(feats), (2, 2, 2)).flatten(2).transpose(1, 2) + net.pos_embed
+        attended = block.cross_attn(tokens, memory, memory)[0]  # query = tokens + pos, key = value = memory
+        assert torch.allclose(block(feats, memory, net.pos_embed), block.encoder(attended), atol=1e-6)
+
+
+def test_faithful_connection_validation_and_paper_count():
+    with pytest.raises(ValueError, match="faithful_connection"):
+        build_network("tiny", faithful_connection="yes")
+    net = build_network("paper", pool_kernel=(3, 3, 3), faithful_connection=True)
+    assert count_parameters(net) == 34_483_491 - 4 * 2 * 160

@@ -9,10 +9,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``s2cac import-weights``."""
     parser.add_argument("checkpoint", help="the authors' checkpoint_S2CAC.pth (downloaded by you)")
     parser.add_argument("out", help="model folder to write, or a package file if it ends with .zip")
-    parser.add_argument(
-        "--allow-differences", action="store_true",
-        help="import even where our network computes differently from theirs (listed; see docs/inference.md)",
-    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,8 +17,6 @@ def run(args: argparse.Namespace) -> int:
 
     from s2cac.inference.import_weights import import_original_checkpoint
 
-    out, diffs = import_original_checkpoint(args.checkpoint, args.out, allow_differences=args.allow_differences)
-    for d in diffs:
-        print(f"s2cac import-weights: warning: {d}", file=sys.stderr)
+    out = import_original_checkpoint(args.checkpoint, args.out)
     print(f"s2cac import-weights: wrote {out}", file=sys.stderr)
     return 0

@@ -6,26 +6,29 @@ possibly with a ``module.`` prefix), ``optimizer_state``, ``grad_scaler_state``,
 It is loaded with ``torch.load(weights_only=True)``; numpy scalars in its logs need a narrow allowlist
 (:data:`ALLOWED_NUMPY_GLOBALS`, only while loading); any other pickled global is refused.
 
-:func:`key_mapping` is the explicit table (ours <- theirs) for our ``paper`` network; the layout is
-``shared/reference/original_checkpoint_layout.tsv``. Unused in their forward and not imported:
-``encoder.layer4.*`` and ``decoder.SAL_first.*``. Two differences in *function* (no parameters involved) are
-checked and reported by :func:`structural_differences`; see docs/inference.md.
+:func:`key_mapping` is the explicit table (ours <- theirs) for our ``paper`` network built with
+:data:`ORIGINAL_OVERRIDES` (their stem max-pool kernel and connection block), which computes what theirs does;
+the layout is ``shared/reference/original_checkpoint_layout.tsv``. Unused in their forward and not imported:
+``encoder.layer4.*`` and ``decoder.SAL_first.*``. See docs/inference.md.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
-import inspect
 import io
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from s2cac.inference.model_io import ModelError, write_model_folder, write_package
 from s2cac.inference.plans import make_dataset_json, make_plans
+
+if TYPE_CHECKING:
+    from s2cac.nets import DualPathNet
 
 #: The only non-torch globals their checkpoint may hold (numpy scalars in logs / _best_ema).
 ALLOWED_NUMPY_GLOBALS: list[Any] = [
@@ -43,8 +46,9 @@ CHECKPOINT_KEYS = (
 )  # fmt: skip
 #: Their parameters with no role in their forward pass (not imported).
 UNUSED_PREFIXES = ("encoder.layer4.", "decoder.SAL_first.")
-#: Ours without a counterpart: LayerNorm after tokens + cross-attention in our connection block.
-OURS_WITHOUT_COUNTERPART = re.compile(r"^connections\.\d+\.norm\.(weight|bias)$")
+#: ``paper`` constructor overrides that make our network compute what theirs does: max-pool kernel (3, 3, 3)
+#: after the stem, connection blocks without residual and LayerNorm around the cross-attention.
+ORIGINAL_OVERRIDES: dict[str, Any] = {"pool_kernel": [3, 3, 3], "faithful_connection": True}
 #: Their parameter layout (key, shape, dtype), a copy of shared/reference/original_checkpoint_layout.tsv.
 LAYOUT_TSV = Path(__file__).with_name("original_checkpoint_layout.tsv")
 DEFAULT_SPACING_ZYX = (3.0, 0.369, 0.369)
@@ -56,7 +60,10 @@ _ENC_LAYER = (*(f"self_attn.{p}" for p in _MHA), "linear1.weight", "linear1.bias
 
 
 def key_mapping(stage_blocks: tuple[int, ...] = (3, 4, 6), n_decoder: int = 4) -> dict[str, str]:
-    """Our state_dict key -> their key, for the ``paper`` layout (ResNet-34 stages 1-3, 4 decoder blocks)."""
+    """Our state_dict key -> their key for :func:`original_network` (ResNet-34 stages 1-3, 4 decoder blocks).
+
+    Every key of our network has a counterpart; theirs without one are :data:`UNUSED_PREFIXES`.
+    """
     m: dict[str, str] = {"stem.0.weight": "encoder.conv1.weight"}
     m |= {f"stem.1.{p}": f"encoder.bn1.{p}" for p in _BN}
     for s, nblocks in enumerate(stage_blocks):
@@ -148,14 +155,14 @@ def convert_state_dict(
 
     Args:
         theirs: their state_dict (prefix removed).
-        ours_template: our ``paper`` network's state_dict (names, shapes; values for keys without counterpart).
+        ours_template: state_dict of :func:`original_network` (names, shapes, dtypes).
     """
     mapping = key_mapping()
     ours_keys = set(ours_template)
-    unmapped_ours = sorted(k for k in ours_keys - set(mapping) if not OURS_WITHOUT_COUNTERPART.match(k))
+    unmapped_ours = sorted(ours_keys - set(mapping))
     if unmapped_ours or set(mapping) - ours_keys:
         raise ModelError(
-            f"mapping table and our paper network disagree: unmapped {unmapped_ours[:5]}, "
+            f"mapping table and our network disagree: unmapped {unmapped_ours[:5]}, "
             f"unknown {sorted(set(mapping) - ours_keys)[:5]} (was the network changed?)"
         )
     used = set(mapping.values())
@@ -168,9 +175,6 @@ def convert_state_dict(
         )
     out = {}
     for key, tmpl in ours_template.items():
-        if key not in mapping:
-            out[key] = tmpl.clone()
-            continue
         src = theirs[mapping[key]]
         if src.numel() != tmpl.numel() or (src.ndim == tmpl.ndim and src.shape != tmpl.shape):
             raise ModelError(f"{mapping[key]} has shape {tuple(src.shape)}; our {key} needs {tuple(tmpl.shape)}")
@@ -178,34 +182,11 @@ def convert_state_dict(
     return out
 
 
-def structural_differences(network) -> list[str]:
-    """Differences in forward computation between our network and theirs that no weight can express."""
-    diffs = []
-    if tuple(network.pool.kernel_size) != (3, 3, 3):
-        diffs.append(
-            "max-pool after the stem: theirs kernel (3, 3, 3) / padding (1, 1, 1), ours "
-            f"{tuple(network.pool.kernel_size)} (changes the segmentation)"
-        )
-    conn = getattr(network, "connections", None)
-    if conn is not None and not isinstance(conn[0].norm, torch.nn.Identity):
-        diffs.append(
-            "connection block: theirs memory = encoder_layer(cross_attn(tokens, memory)); ours adds a residual "
-            "and a LayerNorm (encoder_layer(norm(tokens + cross_attn))) -> score output differs, segmentation not"
-        )
-    return diffs
+def original_network() -> DualPathNet:
+    """Our ``paper`` network with :data:`ORIGINAL_OVERRIDES` (random weights): the authors' computation."""
+    from s2cac.nets import build_network
 
-
-def _paper_overrides() -> dict[str, Any]:
-    """Constructor overrides that make our network compute what theirs does, where the network offers them."""
-    from s2cac.nets import DualPathNet
-
-    params = inspect.signature(DualPathNet.__init__).parameters
-    overrides: dict[str, Any] = {}
-    if "pool_kernel" in params:
-        overrides["pool_kernel"] = [3, 3, 3]
-    if "faithful_connection" in params:
-        overrides["faithful_connection"] = True
-    return overrides
+    return build_network("paper", **ORIGINAL_OVERRIDES)
 
 
 def _their_plans(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -215,35 +196,24 @@ def _their_plans(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return plans, conf
 
 
-def import_original_checkpoint(
-    checkpoint: str | Path, out: str | Path, *, allow_differences: bool = False
-) -> tuple[Path, list[str]]:
+def import_original_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     """Convert their checkpoint into our model folder, or a package if ``out`` ends with ``.zip``.
+
+    The model's config records ``network: paper`` with ``network_overrides`` = :data:`ORIGINAL_OVERRIDES`, so
+    :func:`~s2cac.inference.load_model` rebuilds the authors' computation.
 
     Args:
         checkpoint: ``checkpoint_S2CAC.pth`` (teacher weights, nnU-Net checkpoint dict).
         out: output model folder or ``.zip`` package.
-        allow_differences: write the model even if :func:`structural_differences` is not empty.
 
     Returns:
-        (written path, the structural differences that remain).
+        The written path.
     """
-    from s2cac.nets import build_network
-
     checkpoint = Path(checkpoint)
     ckpt = load_original_checkpoint(checkpoint)
     theirs = original_state_dict(ckpt, str(checkpoint))
     check_layout(theirs, str(checkpoint))
-    overrides = _paper_overrides()
-    net = build_network("paper", **overrides)
-    diffs = structural_differences(net)
-    if diffs and not allow_differences:
-        raise ModelError(
-            "the weights map tensor-for-tensor, but our network computes differently: "
-            + "; ".join(diffs)
-            + ". Re-run with --allow-differences to import anyway (documented in docs/inference.md)"
-        )
-    state = convert_state_dict(theirs, net.state_dict())
+    state = convert_state_dict(theirs, original_network().state_dict())
     _, conf = _their_plans(ckpt)
     patch = conf.get("patch_size") or list(DEFAULT_PATCH)
     spacing = conf.get("spacing") or list(DEFAULT_SPACING_ZYX)
@@ -251,7 +221,7 @@ def import_original_checkpoint(
     mirror = ckpt.get("inference_allowed_mirroring_axes") or (0, 1, 2)
     config = {
         "network": "paper",
-        "network_overrides": overrides,
+        "network_overrides": copy.deepcopy(ORIGINAL_OVERRIDES),
         "use_score_head": True,
         "inference_allowed_mirroring_axes": [int(a) for a in mirror],
         "imported_from": {
@@ -260,7 +230,6 @@ def import_original_checkpoint(
             "trainer_name": str(ckpt.get("trainer_name", "")),
             "current_epoch": int(ckpt.get("current_epoch", -1) or -1),
             "original_normalization_schemes": [str(s) for s in conf.get("normalization_schemes", [])],
-            "structural_differences": diffs,
         },
     }
     out = Path(out)
@@ -268,7 +237,7 @@ def import_original_checkpoint(
         write_package(out, state, plans, make_dataset_json(), config, {"imported_from": checkpoint.name})
     else:
         write_model_folder(out, state, plans, make_dataset_json(), config)
-    return out, diffs
+    return out
 
 
 def _sha256_file(path: Path) -> str:
@@ -290,6 +259,8 @@ def checkpoint_from_layout(tsv: str | Path = LAYOUT_TSV, seed: int = 0) -> dict[
     for key, (dims, dtype) in read_layout(tsv).items():
         if dtype == "torch.int64":
             sd[f"module.{key}"] = torch.tensor(7, dtype=torch.int64).reshape(dims)
+        elif key.endswith("running_var"):  # positive, so that a forward pass gives finite values
+            sd[f"module.{key}"] = 0.5 + torch.rand(dims, generator=gen)
         else:
             sd[f"module.{key}"] = torch.randn(dims, generator=gen) * 0.05
     plans = {"configurations": {"3d_fullres": {"patch_size": [24, 256, 256], "spacing": [3.0, 0.369, 0.369],

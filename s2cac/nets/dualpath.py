@@ -48,17 +48,28 @@ class ConnectionBlock(nn.Module):
 
     Decoder features (B, C, Z, Y, X) are projected to ``embed_dim`` channels, average-pooled to ``token_grid``
     and flattened to N tokens (+ position embedding). The tokens query the memory (B, N, D) by
-    cross-attention; a transformer encoder layer on the result gives the new memory (B, N, D).
+    cross-attention; a transformer encoder layer gives the new memory (B, N, D): by default on
+    ``LayerNorm(tokens + attended)``; with ``faithful=True`` on ``attended`` alone, as in the authors' released
+    network (no residual, no ``norm`` parameters).
     """
 
     def __init__(
-        self, in_channels: int, embed_dim: int, token_grid: Sequence[int], num_heads: int, ff_dim: int, dropout: float
+        self,
+        in_channels: int,
+        embed_dim: int,
+        token_grid: Sequence[int],
+        num_heads: int,
+        ff_dim: int,
+        dropout: float,
+        faithful: bool = False,
     ) -> None:
         super().__init__()
+        self.faithful = bool(faithful)
         self.proj = nn.Conv3d(in_channels, embed_dim, 1)
         self.token_grid = tuple(int(g) for g in token_grid)
         self.cross_attn = nn.MultiheadAttention(embed_dim, num_heads, dropout=dropout, batch_first=True)
-        self.norm = nn.LayerNorm(embed_dim)
+        if not self.faithful:
+            self.norm = nn.LayerNorm(embed_dim)
         self.encoder = nn.TransformerEncoderLayer(
             embed_dim, num_heads, ff_dim, dropout, batch_first=True, norm_first=False
         )
@@ -66,6 +77,8 @@ class ConnectionBlock(nn.Module):
     def forward(self, feats: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         tokens = F.adaptive_avg_pool3d(self.proj(feats), self.token_grid).flatten(2).transpose(1, 2) + pos
         attended, _ = self.cross_attn(tokens, memory, memory, need_weights=False)
+        if self.faithful:
+            return self.encoder(attended)
         return self.encoder(self.norm(tokens + attended))
 
 
@@ -90,6 +103,10 @@ class DualPathNet(nn.Module):
         fg_prior: if given (0 < p < 1), the calcium logit's bias starts at log(p / (1 - p)) and the background
             bias at 0, so the untrained network predicts the prior instead of 50 % calcium.
         use_score_head: build the transformer path and score head; if False, ``forward`` returns a zero score.
+        pool_kernel: (z, y, x) kernel of the max-pool after the stem (odd sizes; padding kernel // 2, stride
+            (1, 2, 2), so shapes do not depend on it). The authors' released network uses (3, 3, 3).
+        faithful_connection: connection blocks as in the authors' released network: the encoder layer acts on
+            the cross-attention output alone (no residual, no LayerNorm); see :class:`ConnectionBlock`.
 
     ``forward(x)`` with x (B, in_channels, Z, Y, X) returns ``(logits (B, num_classes, Z, Y, X), score (B,))``,
     or only the logits when :attr:`segmentation_only` is True (for nnU-Net's sliding-window predictor).
@@ -111,6 +128,8 @@ class DualPathNet(nn.Module):
         memory_init: float = 0.5,
         fg_prior: float | None = None,
         use_score_head: bool = True,
+        pool_kernel: Sequence[int] = (1, 3, 3),
+        faithful_connection: bool = False,
     ) -> None:
         super().__init__()
         _validate(
@@ -126,12 +145,15 @@ class DualPathNet(nn.Module):
             ff_dim,
             dropout,
             fg_prior,
+            pool_kernel,
+            faithful_connection,
         )
         self.segmentation_only = False
         self.use_score_head = use_score_head
         self.total_stride = 2 ** (len(stage_channels) + 1)
         self.stem = _conv_bn_relu(in_channels, stem_channels, (1, 7, 7), _INPLANE)
-        self.pool = nn.MaxPool3d((1, 3, 3), _INPLANE, (0, 1, 1))
+        pool_kernel = tuple(pool_kernel)
+        self.pool = nn.MaxPool3d(pool_kernel, _INPLANE, tuple(k // 2 for k in pool_kernel))
         stages, cin = [], stem_channels
         for i, (cout, nblocks) in enumerate(zip(stage_channels, stage_blocks, strict=True)):
             stride = (1, 1, 1) if i == 0 else _INPLANE
@@ -153,7 +175,8 @@ class DualPathNet(nn.Module):
             self.pos_embed = nn.Parameter(torch.zeros(1, n_tokens, embed_dim))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
             self.connections = nn.ModuleList(
-                ConnectionBlock(c, embed_dim, token_grid, num_heads, ff_dim, dropout) for c in decoder_channels
+                ConnectionBlock(c, embed_dim, token_grid, num_heads, ff_dim, dropout, faithful_connection)
+                for c in decoder_channels
             )
             self.score_head = nn.Linear(embed_dim, 1)
         self._init_weights(fg_prior)
@@ -223,6 +246,8 @@ def _validate(
     ff_dim,
     dropout,
     fg_prior,
+    pool_kernel,
+    faithful_connection,
 ) -> None:
     def positive_ints(name: str, seq) -> None:
         vals = list(seq)
@@ -260,3 +285,8 @@ def _validate(
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     if fg_prior is not None and not 0.0 < fg_prior < 1.0:
         raise ValueError(f"fg_prior must be a probability in (0, 1), got {fg_prior}")
+    kernel = list(pool_kernel) if isinstance(pool_kernel, Sequence) and not isinstance(pool_kernel, str) else []
+    if len(kernel) != 3 or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 and k % 2 for k in kernel):
+        raise ValueError(f"pool_kernel must be three odd positive integers (z, y, x), got {pool_kernel!r}")
+    if not isinstance(faithful_connection, bool):
+        raise ValueError(f"faithful_connection must be true or false, got {faithful_connection!r}")
