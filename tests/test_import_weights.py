@@ -65,8 +65,8 @@ def test_mapping_table_covers_both_networks(paper_template) -> None:
     mapping = key_mapping()
     layout = read_layout()
     assert set(mapping) == set(paper_template)  # every parameter of ours has a counterpart
-    # the default network differs only by the connection blocks' LayerNorm (no counterpart, so not imported)
-    extra = set(build_network("paper").state_dict()) - set(paper_template)
+    # the residual+LayerNorm connection block differs only by its LayerNorm (no counterpart, so not imported)
+    extra = set(build_network("paper", faithful_connection=False).state_dict()) - set(paper_template)
     assert extra == {f"connections.{i}.norm.{p}" for i in range(4) for p in ("weight", "bias")}
     assert len(set(mapping.values())) == len(mapping)  # one-to-one
     unused = set(layout) - set(mapping.values())
@@ -154,9 +154,9 @@ def test_imported_folder_reproduces_their_computation(ckpt_file: Path, tmp_path:
     assert torch.allclose(seen["pool"], ref_pool, atol=1e-5)
     assert torch.allclose(score, ref_score, atol=1e-5), (score, ref_score)
 
-    # the default connection block (residual + LayerNorm) with the same weights where keys overlap: same
+    # the residual + LayerNorm connection block (the constructor's default) with the same weights where keys overlap: same
     # segmentation, other score
-    default = build_network("paper", pool_kernel=[3, 3, 3]).eval()
+    default = build_network("paper", faithful_connection=False).eval()
     missing, unexpected = default.load_state_dict(model.state_dict, strict=False)
     assert not unexpected and all(".norm." in k for k in missing) and len(missing) == 8
     with torch.no_grad():

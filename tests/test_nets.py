@@ -95,9 +95,15 @@ def test_two_stage_network_has_stride_8():
     assert logits.shape == (1, 2, 3, 24, 40)
 
 
-def test_paper_defaults_unchanged():
+def test_paper_preset_is_the_authors_network():
     net = build_network("paper")
-    assert count_parameters(net) == 34_483_491
+    assert count_parameters(net) == 34_482_211
+    assert net.pool.kernel_size == (3, 3, 3) and net.pool.padding == (1, 1, 1) and net.pool.stride == (1, 2, 2)
+    assert all(c.faithful for c in net.connections)
+
+
+def test_constructor_defaults_unchanged():
+    net = build_network("tiny")
     assert net.pool.kernel_size == (1, 3, 3) and net.pool.padding == (0, 1, 1) and net.pool.stride == (1, 2, 2)
     assert all(not c.faithful and isinstance(c.norm, torch.nn.LayerNorm) for c in net.connections)
 
@@ -160,5 +166,5 @@ def test_faithful_connection_block_computes_encoder_of_cross_attention():
 def test_faithful_connection_validation_and_paper_count():
     with pytest.raises(ValueError, match="faithful_connection"):
         build_network("tiny", faithful_connection="yes")
-    net = build_network("paper", pool_kernel=(3, 3, 3), faithful_connection=True)
-    assert count_parameters(net) == 34_483_491 - 4 * 2 * 160
+    net = build_network("paper", pool_kernel=(1, 3, 3), faithful_connection=False)
+    assert count_parameters(net) == 34_482_211 + 4 * 2 * 160
