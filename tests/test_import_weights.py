@@ -154,8 +154,8 @@ def test_imported_folder_reproduces_their_computation(ckpt_file: Path, tmp_path:
     assert torch.allclose(seen["pool"], ref_pool, atol=1e-5)
     assert torch.allclose(score, ref_score, atol=1e-5), (score, ref_score)
 
-    # the residual + LayerNorm connection block (the constructor's default) with the same weights where keys overlap: same
-    # segmentation, other score
+    # the residual + LayerNorm connection block (the constructor's default) with the same weights where keys
+    # overlap: same segmentation, other score
     default = build_network("paper", faithful_connection=False).eval()
     missing, unexpected = default.load_state_dict(model.state_dict, strict=False)
     assert not unexpected and all(".norm." in k for k in missing) and len(missing) == 8
