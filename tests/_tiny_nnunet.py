@@ -8,11 +8,11 @@ and run through nnU-Net's own fingerprint, planning and preprocessing, in-proces
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from s2cac.envtools import temporary_environ
 
 DATASET_ID = 987
 DATASET_NAME = f"Dataset{DATASET_ID}_TinyCAC"
@@ -31,21 +31,6 @@ def _case(rng: np.random.Generator, n_blobs: int) -> tuple[np.ndarray, np.ndarra
         image[blob] = rng.uniform(200, 250)
         label[blob] = 1
     return image.astype(np.uint8), label
-
-
-@contextmanager
-def nnunet_env(raw: Path, pre: Path, res: Path):
-    keys = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(dict(zip(keys, (str(raw), str(pre), str(res)), strict=True)))
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def build_tiny_dataset(root: Path, n_positive: int = 10, n_negative: int = 3, seed: int = 0) -> tuple[Path, dict]:
@@ -79,7 +64,7 @@ def build_tiny_dataset(root: Path, n_positive: int = 10, n_negative: int = 3, se
         )
     )
     pre = root / "preprocessed"
-    with nnunet_env(raw.parent, pre, root / "results"):
+    with temporary_environ(nnUNet_raw=raw.parent, nnUNet_preprocessed=pre, nnUNet_results=root / "results"):
         from nnunetv2.experiment_planning.plan_and_preprocess_api import (
             extract_fingerprints,
             plan_experiments,

@@ -46,18 +46,22 @@ def test_schema_rejects_bad_configs_naming_the_key(edit, needle):
     assert needle in str(info.value)
 
 
-def test_workflow_stops_on_a_config_typo(tmp_path):
-    cfg = _demo()
-    cfg["splits"]["n_fold"] = 3
-    (tmp_path / "config").mkdir()
+def _dry_run(tmp_path, cfg) -> subprocess.CompletedProcess:
+    (tmp_path / "config").mkdir(parents=True)
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent))
-    proc = subprocess.run(
+    return subprocess.run(
         [snakemake, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1"],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_workflow_stops_on_a_config_typo(tmp_path):
+    cfg = _demo()
+    cfg["splits"]["n_fold"] = 3
+    proc = _dry_run(tmp_path, cfg)
     assert proc.returncode != 0
     assert "'n_fold' was unexpected" in proc.stdout + proc.stderr
 
@@ -65,14 +69,19 @@ def test_workflow_stops_on_a_config_typo(tmp_path):
 def test_fold_outside_n_folds_is_rejected(tmp_path):
     cfg = _demo()
     cfg["splits"]["folds"] = [0, 7]
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent))
-    proc = subprocess.run(
-        [snakemake, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = _dry_run(tmp_path, cfg)
     assert proc.returncode != 0
     assert "splits.folds has fold 7" in proc.stdout + proc.stderr
+
+
+def test_experiment_typo_and_unknown_run_are_rejected(tmp_path):
+    cfg = _demo()
+    cfg["experiments"]["s2cac"] = {"nsb": {"tua": 3}}
+    proc = _dry_run(tmp_path / "a", cfg)
+    assert proc.returncode != 0
+    assert "experiments.s2cac" in proc.stdout + proc.stderr and "tua" in proc.stdout + proc.stderr
+    cfg = _demo()
+    cfg["training"]["run"] = ["s2cca"]
+    proc = _dry_run(tmp_path / "b", cfg)
+    assert proc.returncode != 0
+    assert "training.run names 's2cca'" in proc.stdout + proc.stderr

@@ -14,7 +14,7 @@ import os
 import random
 import tempfile
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.helpers import empty_cache
 
+from s2cac.envtools import temporary_environ
 from s2cac.nets import build_network
 from s2cac.training import losses as L
 from s2cac.training.checkpoint import atomic_torch_save, load_safe
@@ -437,21 +438,6 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-@contextmanager
-def _nnunet_env(preprocessed_root: Path, results_root: Path):
-    keys = {"nnUNet_preprocessed": str(preprocessed_root), "nnUNet_results": str(results_root)}
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def create_trainer(
     preprocessed_dataset: str | Path,
     split: dict,
@@ -481,7 +467,10 @@ def create_trainer(
     conf["batch_size"] = config.n_labeled
     plans["continue_training"] = (out / "checkpoint_latest.pth").is_file()
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="s2cac-nnunet-") as scratch, _nnunet_env(pre.parent, Path(scratch)):
+    with (
+        tempfile.TemporaryDirectory(prefix="s2cac-nnunet-") as scratch,
+        temporary_environ(nnUNet_preprocessed=pre.parent, nnUNet_results=scratch),
+    ):
         trainer = S2CACTrainer(plans, CONFIGURATION, fold, dataset_json, torch.device(device))
     trainer.preprocessed_dataset_folder_base = str(pre)
     trainer.preprocessed_dataset_folder = str(pre / trainer.configuration_manager.data_identifier)
