@@ -277,3 +277,23 @@ def test_random_sparse_multilabel_match_naive_loop(seed: int, connectivity: int)
     for lab, row in [*res.per_label.items(), ("total", res.total)]:
         assert row.agatston == pytest.approx(ref[lab][0])
         assert row.volume_mm3 == pytest.approx(ref[lab][1])
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_dense_path_matches_sparse_path_and_naive_loop(monkeypatch, connectivity: int) -> None:
+    """Above SPARSE_MAX_CANDIDATES the lesions are labelled with cc3d; both paths give the naive loop's scores."""
+    import s2cac.scoring.agatston as agatston
+
+    rng = np.random.default_rng(11)
+    hu = rng.integers(-100, 700, size=(5, 30, 17)).astype(np.int16)
+    mask = ((rng.random(hu.shape) < 0.5) * rng.integers(1, 4, size=hu.shape)).astype(np.uint8)
+    spacing = (3.0, 0.7, 0.7)
+    sparse = score_mask(hu, mask, spacing, connectivity=connectivity)
+    monkeypatch.setattr(agatston, "SPARSE_MAX_CANDIDATES", 0)
+    dense = score_mask(hu, mask, spacing, connectivity=connectivity)
+    ref = _naive_scores(hu, mask, spacing, connectivity, 1.0)
+    for lab in [*sparse.per_label, "total"]:
+        a = sparse.total if lab == "total" else sparse.per_label[lab]
+        b = dense.total if lab == "total" else dense.per_label[lab]
+        assert (a.agatston, a.volume_mm3, a.n_lesions) == pytest.approx((b.agatston, b.volume_mm3, b.n_lesions))
+        assert a.agatston == pytest.approx(ref[lab][0])

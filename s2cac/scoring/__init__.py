@@ -1,4 +1,4 @@
-"""Calcium scoring: Agatston, volume and mass per label and in total (pure numpy/scipy/cc3d)."""
+"""Calcium scoring: Agatston, volume and mass per label and in total (pure numpy)."""
 
 from s2cac.scoring.agatston import (
     RISK_BOUNDS,

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cc3d
 import numpy as np
 
 RISK_BOUNDS = (0, 10, 100, 400)
+#: Up to this many candidate voxels, lesions are labelled on the sparse candidates with numpy alone (fast for
+#: calcium masks, no labelling library to import); above it (e.g. a large region of interest), with cc3d on a
+#: dense image of their bounding box, which is faster there.
+SPARSE_MAX_CANDIDATES = 200_000
 # Lower HU edge of the weights 2, 3 and 4; below the first edge the weight is 1.
 WEIGHT_EDGES_HU = (200, 300, 400)
 _AREA_RTOL = 1e-9  # area rule tolerance, so that e.g. 4 pixels of 0.5 x 0.5 mm are exactly 1 mm^2
@@ -141,30 +144,72 @@ def _lesions_2d(
     z, y, x = np.unravel_index(flat, shape)
     z, y, x = z - z[0], y - y.min(), x - x.min()  # flat is sorted, so z[0] is the lowest slice
     nz, ny, nx = int(z[-1]) + 1, int(y.max()) + 1, int(x.max()) + 1
-    pidx = (z * (ny + 1) + y) * nx + x  # linear index in the padded (nz * (ny + 1), nx) image; still sorted
-    padded = np.zeros(nz * (ny + 1) * nx, dtype=lab.dtype)
-    padded[pidx] = lab
-    comp = cc3d.connected_components(padded.reshape(nz * (ny + 1), nx), connectivity=connectivity).ravel()
-    lesion = comp[pidx].astype(np.int64) - 1  # cc3d numbers components 1..n; each holds a candidate
-    n = int(lesion.max()) + 1
-    per_label = _reduce(lesion, n, hu_vals, lab)
-    # Union: merge per-label lesions that are neighbours (same slice, 4/8-connectivity) with another label.
+    pidx = (z * (ny + 1) + y) * nx + x  # linear index in a (nz * (ny + 1), nx) image with a gap row per slice
+    # In-slice neighbour pairs (i, j) of candidates: pidx[j] == pidx[i] + offset. The gap row keeps slices apart.
+    # Few candidates: all pairs (the same-label ones give the per-label lesions); many: cc3d labels the lesions
+    # and only the pairs across labels are needed (for the union).
+    sparse = flat.size <= SPARSE_MAX_CANDIDATES
     offsets = [(1, x < nx - 1), (nx, None)]
     if connectivity == 8:
         offsets += [(nx + 1, x < nx - 1), (nx - 1, x > 0)]
-    pairs = []
+    src, dst = [], []
     for off, valid in offsets:
         pos = np.minimum(np.searchsorted(pidx, pidx + off), pidx.size - 1)
-        hit = (pidx[pos] == pidx + off) & (lab[pos] != lab)
+        hit = pidx[pos] == pidx + off
         if valid is not None:
             hit &= valid
-        pairs.append((lesion[hit], lesion[pos[hit]]))
-    code = np.unique(np.concatenate([a * n + b for a, b in pairs]))
-    edges = np.stack([code // n, code % n], axis=1)
-    if edges.size == 0:
+        if not sparse:
+            hit &= lab[pos] != lab
+        src.append(np.flatnonzero(hit))
+        dst.append(pos[hit])
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    if sparse:  # per-label 2D lesions
+        same = lab[src] == lab[dst]
+        lesion = _components(flat.size, src[same], dst[same])
+        src, dst = src[~same], dst[~same]
+    else:
+        lesion = _label_dense(pidx, lab, nz * (ny + 1), nx, connectivity)
+    n = int(lesion.max()) + 1
+    per_label = _reduce(lesion, n, hu_vals, lab)
+    # Union: merge per-label lesions that are neighbours with another label.
+    code = np.unique(lesion[src] * n + lesion[dst])
+    if code.size == 0:
         return per_label, _Lesions(np.zeros(n, np.int64), per_label.n_voxels, per_label.peak_hu, per_label.sum_hu)
-    group = _connected_groups(n, edges)
+    group = _components(n, code // n, code % n)
     return per_label, _reduce(group[lesion], int(group.max()) + 1, hu_vals, None)
+
+
+def _label_dense(pidx: np.ndarray, lab: np.ndarray, rows: int, nx: int, connectivity: int) -> np.ndarray:
+    """Per-label 2D components of many candidates: one cc3d labelling of the (rows, nx) stacked image, whose
+    labelling never links different values. Returns 0-based component indices of the candidates."""
+    import cc3d  # imported here only: typical calcium masks take the sparse path, and `s2cac score` stays light
+
+    padded = np.zeros(rows * nx, dtype=lab.dtype)
+    padded[pidx] = lab
+    comp = cc3d.connected_components(padded.reshape(rows, nx), connectivity=connectivity).ravel()
+    return comp[pidx].astype(np.int64) - 1  # cc3d numbers components 1..n; each holds a candidate
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected components of ``n`` nodes under the undirected edges (a[k], b[k]), numbered 0..k-1.
+
+    Vectorised hooking and pointer jumping (each node points to the smallest node index of its component at
+    the end); a few numpy passes for lesion-sized components, no Python loop over nodes or edges.
+    """
+    parent = np.arange(n)
+    while True:
+        pa, pb = parent[a], parent[b]
+        differ = pa != pb
+        if not differ.any():
+            break
+        lo, hi = np.minimum(pa, pb)[differ], np.maximum(pa, pb)[differ]
+        np.minimum.at(parent, hi, lo)  # hook the larger root under the smaller
+        while True:  # pointer jumping until every node points at a root
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+    return np.unique(parent, return_inverse=True)[1]
 
 
 def _reduce(lesion: np.ndarray, n: int, hu_vals: np.ndarray, lab: np.ndarray | None) -> _Lesions:
@@ -178,24 +223,6 @@ def _reduce(lesion: np.ndarray, n: int, hu_vals: np.ndarray, lab: np.ndarray | N
     sum_hu = np.bincount(lesion, weights=hu_vals, minlength=n)
     label = np.zeros(n, np.int64) if lab is None else lab[order][starts].astype(np.int64)
     return _Lesions(label, n_voxels, peak, sum_hu)
-
-
-def _connected_groups(n: int, edges: np.ndarray) -> np.ndarray:
-    """Group index (0..k-1, consecutive) of each of ``n`` nodes under undirected ``edges`` (m, 2)."""
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in edges.tolist():
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([root(i) for i in range(n)])
-    return np.unique(roots, return_inverse=True)[1]
 
 
 def _summarise(
