@@ -18,7 +18,7 @@ def logged(path: str | Path) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     real_err = sys.stderr
-    with open(path, "a", buffering=1) as fh:
+    with open(path, "a", buffering=1, encoding="utf-8") as fh:
         try:
             with redirect_stdout(fh), redirect_stderr(fh):
                 yield

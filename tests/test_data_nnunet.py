@@ -68,7 +68,7 @@ def test_nnunet_preprocessing_with_overrides(cohort, tmp_path):
     data = sorted(p.name for p in (out / "nnUNetPlans_3d_fullres").glob("*.b2nd"))
     assert len(data) == 16 and "case01_seg.b2nd" in data
     assert (out / "gt_segmentations" / "case01.nii.gz").is_file()
-    assert "[preprocess] done" in log.read_text()
+    assert "[preprocess] done" in log.read_text(encoding="utf-8")
 
     import blosc2
 

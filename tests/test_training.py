@@ -144,7 +144,9 @@ def test_train_20_iterations_resume_and_determinism(tiny_dataset, tmp_path):  # 
     assert not (ref / "checkpoint_latest.pth").exists()
     plans = json.loads((ref / "plans.json").read_text())
     assert plans["configurations"]["3d_fullres"]["patch_size"] == [8, 32, 32]
-    log_lines = [ln for ln in (ref / "training_log.txt").read_text().splitlines() if ln.startswith("epoch ")]
+    log_lines = [
+        ln for ln in (ref / "training_log.txt").read_text(encoding="utf-8").splitlines() if ln.startswith("epoch ")
+    ]
     assert len(log_lines) == 4 and all("pseudo-Dice" in ln and "ETA" in ln and "nsb_w" in ln for ln in log_lines)
     ref_losses, ref_dice = _losses(ref)
 
@@ -157,7 +159,7 @@ def test_train_20_iterations_resume_and_determinism(tiny_dataset, tmp_path):  # 
     losses, dice = _losses(run)
     assert losses[:2] == ref_losses[:2]  # same seed -> same losses
     assert losses == pytest.approx(ref_losses, rel=1e-4) and dice == pytest.approx(ref_dice, abs=1e-4)
-    assert "resuming from" in (run / "training_log.txt").read_text()
+    assert "resuming from" in (run / "training_log.txt").read_text(encoding="utf-8")
     assert _run(tiny_dataset, run)["status"] == "already_done"
 
     other = tmp_path / "other"

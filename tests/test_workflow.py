@@ -134,7 +134,7 @@ def test_synthetic_demo_workflow_end_to_end(tmp_path):
     run = "synthetic/s2cac/labeled50/fold0/seed0"
     model = work / "results" / "models" / run
     assert (model / "checkpoint_final.pth").is_file() and (model / "curves.png").is_file()
-    assert "epoch 2/2" in (model / "training_log.txt").read_text()
+    assert "epoch 2/2" in (model / "training_log.txt").read_text(encoding="utf-8")
     pred = work / "results" / "predict" / run
     scores = pd.read_csv(pred / "scores.csv")
     assert sorted(scores["case"]) == roles["test"] and set(scores["status"]) == {"ok"}

@@ -15,9 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import IO
 
 import numpy as np
 
+from s2cac.data.atomic import atomic_path
 from s2cac.data.nnunet_raw import HUWindow
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -135,14 +134,8 @@ def write_mask(mask: np.ndarray, geometry, path: Path) -> None:
     import SimpleITK as sitk
 
     image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8)))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[: -len('.nii.gz')]}.tmp-", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        sitk.WriteImage(image, str(tmp), True)
 
 
 def write_scores_csv(results: list[CaseResult], path: Path) -> None:

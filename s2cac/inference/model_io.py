@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 import torch
 
 from s2cac import __version__
+from s2cac.data.atomic import atomic_path
 from s2cac.data.nnunet_raw import HUWindow
 
 PACKAGE_FORMAT = "s2cac-model"
@@ -348,13 +347,6 @@ def _check_state_dict(expected: dict, got: dict, src: str, spec: dict) -> None:
         raise ModelError(f"{src}: weights do not match the configured network {spec}: " + "; ".join(parts))
 
 
-def _atomic_bytes_target(out: Path):
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def write_package(
     out_file: str | Path,
     state_dict: dict[str, torch.Tensor],
@@ -383,16 +375,10 @@ def write_package(
         "sha256": {name: sha256_bytes(data) for name, data in members.items()},
         **(extra_manifest or {}),
     }
-    tmp = _atomic_bytes_target(out_file)
-    try:
-        with zipfile.ZipFile(tmp, "w") as zf:
-            zf.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n", zipfile.ZIP_DEFLATED)
-            for name, data in members.items():
-                zf.writestr(name, data, zipfile.ZIP_STORED if name == WEIGHTS_MEMBER else zipfile.ZIP_DEFLATED)
-        os.replace(tmp, out_file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(out_file) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n", zipfile.ZIP_DEFLATED)
+        for name, data in members.items():
+            zf.writestr(name, data, zipfile.ZIP_STORED if name == WEIGHTS_MEMBER else zipfile.ZIP_DEFLATED)
     return out_file
 
 

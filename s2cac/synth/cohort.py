@@ -9,9 +9,7 @@ annotator who grows lesions from 130 HU would draw it; ``label > 0`` is the bina
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
+from s2cac.data.atomic import atomic_path, atomic_write_text
 from s2cac.scoring import risk_category, score_mask
 from s2cac.synth.config import SynthConfig
 from s2cac.synth.distractors import Distractor, Tube, aortic_valve, aortic_wall, mitral_annulus, pacing_lead, stent
@@ -243,25 +242,8 @@ def _atomic_image(array: np.ndarray, grid: Grid, path: Path) -> None:
     image.SetSpacing((sx, sy, sz))
     image.SetOrigin(grid.origin)
     image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:-7]}.tmp-", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, useCompression=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
 
 
 def threshold_baseline(hu: np.ndarray, label: np.ndarray, heart_region: np.ndarray, voxel_mm3: float) -> dict:
@@ -380,7 +362,7 @@ def generate_cohort(out_dir: str | Path, cfg: SynthConfig, *, n_jobs: int = 1, p
     slices = {r["case_id"]: r.pop("_overview_slices") for r in rows}
     table = pd.DataFrame(rows)
     sheet = table.drop(columns=["baseline_voxels", "label_voxels_in_region", "baseline_fp_mm3"])
-    _atomic_text(out_dir / "cases.tsv", sheet.to_csv(sep="\t", index=False, lineterminator="\n"))
+    atomic_write_text(out_dir / "cases.tsv", sheet.to_csv(sep="\t", index=False, lineterminator="\n"))
     _write_baseline(out_dir / "threshold_baseline.tsv", table)
     write_overview(out_dir / "overview.png", out_dir, table, slices, cfg.overview_cases)
     if progress:
@@ -422,4 +404,4 @@ def _write_baseline(path: Path, table: pd.DataFrame) -> None:
         else "# negatives: n=0",
     ]
     text = "\n".join(lines) + "\n" + per.to_csv(sep="\t", index=False, lineterminator="\n")
-    _atomic_text(path, text)
+    atomic_write_text(path, text)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
+
+from s2cac.data.atomic import atomic_path
 
 # label -> (name, RGB colour)
 ARTERY_COLOURS = {
@@ -91,13 +91,8 @@ def write_overview(path: Path, root: Path, table: pd.DataFrame, slices: dict[str
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle(f"Synthetic cohort: axial slices, window L{level:.0f}/W{width:.0f} HU; labels by artery", fontsize=9)
     fig.tight_layout(rect=(0, 0.03, 1, 0.98))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=90, metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90, metadata={"Software": None})
     finally:
         plt.close(fig)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from s2cac.data.atomic import atomic_path
 
 
 def plain(obj: Any) -> Any:
@@ -30,15 +30,8 @@ def plain(obj: Any) -> Any:
 
 def atomic_torch_save(obj: dict, path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename (a reader never sees half a file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(plain(obj), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
