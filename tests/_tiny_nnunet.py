@@ -1,7 +1,8 @@
 """A tiny nnU-Net v2 preprocessed dataset for the training tests (built once per test session).
 
 Images are 8 x 48 x 48 uint8 volumes (spacing 3 x 0.5 x 0.5 mm) with a few bright blobs labelled 1;
-negative cases have no blobs. They are written as an nnU-Net raw dataset with ``rgb_to_0_1`` normalisation
+negative cases have no labelled blobs. Every case also has one bright, unlabelled square "distractor" (bone
+or aortic calcium in a real scan): the hard negatives that candidate-centred sampling looks for. They are written as an nnU-Net raw dataset with ``rgb_to_0_1`` normalisation
 and run through nnU-Net's own fingerprint, planning and preprocessing, in-process.
 """
 
@@ -45,6 +46,10 @@ def build_tiny_dataset(root: Path, n_positive: int = 10, n_negative: int = 3, se
     for i in range(n_positive + n_negative):
         cid = f"case_{i:03d}"
         image, label = _case(rng, int(rng.integers(2, 5)) if i < n_positive else 0)
+        drng = np.random.default_rng([seed, i, 1])  # own stream: the labelled blobs stay as they were
+        z, y, x = int(drng.integers(1, SHAPE[0] - 1)), int(drng.integers(4, SHAPE[1] - 8)), int(drng.integers(4, 40))
+        free = label[z, y : y + 4, x : x + 4] == 0
+        image[z, y : y + 4, x : x + 4][free] = 240  # the window's 130 HU maps to 128
         for arr, path in (
             (image, raw / "imagesTr" / f"{cid}_0000.nii.gz"),
             (label, raw / "labelsTr" / f"{cid}.nii.gz"),

@@ -62,12 +62,14 @@ class ConnectionBlock(nn.Module):
         ff_dim: int,
         dropout: float,
         faithful: bool = False,
+        attn_dropout: float | None = None,
     ) -> None:
         super().__init__()
         self.faithful = bool(faithful)
         self.proj = nn.Conv3d(in_channels, embed_dim, 1)
         self.token_grid = tuple(int(g) for g in token_grid)
-        self.cross_attn = nn.MultiheadAttention(embed_dim, num_heads, dropout=dropout, batch_first=True)
+        attn_dropout = dropout if attn_dropout is None else attn_dropout
+        self.cross_attn = nn.MultiheadAttention(embed_dim, num_heads, dropout=attn_dropout, batch_first=True)
         if not self.faithful:
             self.norm = nn.LayerNorm(embed_dim)
         self.encoder = nn.TransformerEncoderLayer(
@@ -107,6 +109,10 @@ class DualPathNet(nn.Module):
             (1, 2, 2), so shapes do not depend on it). The authors' released network uses (3, 3, 3).
         faithful_connection: connection blocks as in the authors' released network: the encoder layer acts on
             the cross-attention output alone (no residual, no LayerNorm); see :class:`ConnectionBlock`.
+        attn_dropout: dropout of the cross-attention weights; None = ``dropout`` (the authors use 0).
+        faithful_init: initialise as the authors' code: position embedding ~ N(0, 1) and Linear layers
+            Xavier-uniform with zero bias (default: position embedding truncated N(0, 0.02^2), PyTorch's Linear
+            default).
 
     ``forward(x)`` with x (B, in_channels, Z, Y, X) returns ``(logits (B, num_classes, Z, Y, X), score (B,))``,
     or only the logits when :attr:`segmentation_only` is True (for nnU-Net's sliding-window predictor).
@@ -130,6 +136,8 @@ class DualPathNet(nn.Module):
         use_score_head: bool = True,
         pool_kernel: Sequence[int] = (1, 3, 3),
         faithful_connection: bool = False,
+        attn_dropout: float | None = None,
+        faithful_init: bool = False,
     ) -> None:
         super().__init__()
         _validate(
@@ -148,6 +156,8 @@ class DualPathNet(nn.Module):
             pool_kernel,
             faithful_connection,
         )
+        if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
+            raise ValueError(f"attn_dropout must be in [0, 1) or None, got {attn_dropout}")
         self.segmentation_only = False
         self.use_score_head = use_score_head
         self.total_stride = 2 ** (len(stage_channels) + 1)
@@ -175,18 +185,25 @@ class DualPathNet(nn.Module):
             self.pos_embed = nn.Parameter(torch.zeros(1, n_tokens, embed_dim))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
             self.connections = nn.ModuleList(
-                ConnectionBlock(c, embed_dim, token_grid, num_heads, ff_dim, dropout, faithful_connection)
+                ConnectionBlock(c, embed_dim, token_grid, num_heads, ff_dim, dropout, faithful_connection, attn_dropout)
                 for c in decoder_channels
             )
             self.score_head = nn.Linear(embed_dim, 1)
-        self._init_weights(fg_prior)
+        self._init_weights(fg_prior, faithful_init)
 
-    def _init_weights(self, fg_prior: float | None) -> None:
+    def _init_weights(self, fg_prior: float | None, faithful_init: bool = False) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+            elif faithful_init and isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        if faithful_init and self.use_score_head:
+            with torch.no_grad():
+                self.pos_embed.normal_(0.0, 1.0)
         if fg_prior is not None:
             with torch.no_grad():
                 self.head.bias.zero_()

@@ -21,6 +21,9 @@ from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 from threadpoolctl import threadpool_limits
 
+#: At most this many candidate voxels are kept per case for candidate-centred sampling.
+MAX_CANDIDATES = 50_000
+
 
 def open_image_only(dataset, identifier: str):
     """The preprocessed image (C, Z, Y, X) of one case, lazily, without touching its label file."""
@@ -32,12 +35,17 @@ def open_image_only(dataset, identifier: str):
 
 
 class PatchLoader(nnUNetDataLoader):
-    """nnU-Net's 3D loader that also returns the calcium voxel count of every patch.
+    """nnU-Net's 3D loader with our patch-centre choice and each patch's calcium count.
+
+    Every patch is centred, independently with these probabilities, on a calcium voxel
+    (``foreground_fraction``; needs labels), on a *candidate* voxel (``candidate_fraction``: image value >=
+    ``candidate_level``, i.e. a voxel that could be exported as calcium; with labels, calcium voxels are
+    excluded so these are the hard negatives: bone, aortic and valve calcification, metal), or anywhere.
 
     Batch dict: ``data`` (B, C, Z, Y, X) float32, ``target`` (B, 1, Z, Y, X) int16 (None when
     ``read_labels`` is False), ``keys``, ``fg_seen`` (B,) label-1 voxels in the patch the network sees (after
-    augmentation) and ``fg_crop`` (B,) label-1 voxels in the larger crop before augmentation (the original
-    code's count, METHOD.md defect 2).
+    augmentation) and ``fg_crop`` (B,) label-1 voxels in the original code's larger crop (METHOD.md defect 2:
+    the whole z range of the case over the in-plane extent of the crop before augmentation).
     """
 
     def __init__(
@@ -50,6 +58,8 @@ class PatchLoader(nnUNetDataLoader):
         oversample_foreground_percent: float,
         transforms,
         read_labels: bool = True,
+        candidate_fraction: float = 0.0,
+        candidate_level: float | None = None,
     ) -> None:
         super().__init__(
             data,
@@ -57,29 +67,57 @@ class PatchLoader(nnUNetDataLoader):
             patch_size,
             final_patch_size,
             label_manager,
-            oversample_foreground_percent=oversample_foreground_percent if read_labels else 0.0,
+            oversample_foreground_percent=0.0,
             transforms=transforms,
         )
         self.read_labels = read_labels
+        self.foreground_fraction = float(oversample_foreground_percent) if read_labels else 0.0
+        self.candidate_fraction = float(candidate_fraction) if candidate_level is not None else 0.0
+        self.candidate_level = candidate_level
+        self.candidates_use_labels = True  # False: candidates from the image alone (unlabeled scans)
+        self._candidates: dict[str, np.ndarray] = {}
+
+    def candidate_locations(self, key: str, data, seg) -> np.ndarray:
+        """(N, 4) (channel, z, y, x) voxels >= ``candidate_level`` that are not calcium (cached per case)."""
+        if key not in self._candidates:
+            mask = np.asarray(data[0]) >= self.candidate_level
+            if seg is not None and self.candidates_use_labels:
+                mask &= np.asarray(seg[0]) != 1
+            coords = np.argwhere(mask)
+            if len(coords) > MAX_CANDIDATES:  # a fixed, even subsample keeps memory bounded on big scans
+                coords = coords[np.linspace(0, len(coords) - 1, MAX_CANDIDATES).astype(np.int64)]
+            self._candidates[key] = np.concatenate([np.zeros((len(coords), 1), np.int64), coords], axis=1)
+        return self._candidates[key]
+
+    def _choose_bbox(self, key: str, data, seg, props):
+        u = np.random.uniform()
+        if u < self.foreground_fraction:
+            return self.get_bbox(data.shape[1:], True, props["class_locations"])
+        if u < self.foreground_fraction + self.candidate_fraction:
+            coords = self.candidate_locations(key, data, seg)
+            if len(coords):
+                return self.get_bbox(data.shape[1:], True, {1: coords})
+        return self.get_bbox(data.shape[1:], False, None)
 
     def generate_train_batch(self) -> dict:
         keys = self.get_indices()
         images, segs, seen, crop = [], [], [], []
         with torch.no_grad(), threadpool_limits(limits=1, user_api=None):
-            for j, key in enumerate(keys):
+            for key in keys:
                 if self.read_labels:
                     data, seg, _, props = self._data.load_case(key)
-                    lbs, ubs = self.get_bbox(data.shape[1:], self.get_do_oversample(j), props["class_locations"])
                 else:
-                    data, seg = open_image_only(self._data, key), None
-                    lbs, ubs = self.get_bbox(data.shape[1:], False, None)
+                    data, seg, props = open_image_only(self._data, key), None, None
+                lbs, ubs = self._choose_bbox(key, data, seg, props)
                 bbox = [[lo, hi] for lo, hi in zip(lbs, ubs, strict=True)]
                 image = torch.from_numpy(crop_and_pad_nd(data, bbox, 0)).float()
                 if seg is not None:
                     label = torch.from_numpy(crop_and_pad_nd(seg, bbox, -1, cast_cropped_to=np.int16)).to(torch.int16)
+                    big = [[0, seg.shape[1]], *bbox[1:]]  # the authors' crop: every slice of the case
+                    crop.append(int((crop_and_pad_nd(seg, big, -1) == 1).sum()))
                 else:
                     label = torch.zeros((1, *image.shape[1:]), dtype=torch.int16)
-                crop.append(int((label == 1).sum()))
+                    crop.append(0)
                 if self.transforms is not None:
                     out = self.transforms(image=image, segmentation=label)
                     image, label = out["image"], out["segmentation"]

@@ -1,7 +1,9 @@
 """Loss terms of S2CAC (METHOD.md), per-sample weighted so that negative sample boosting can scale them.
 
 Shapes: logits (B, 2, Z, Y, X), targets (B, Z, Y, X) with values {0, 1}, scores and weights (B,).
-All reductions are means over the batch of the per-sample value times its weight: sum_i w_i l_i / B.
+Reductions are weighted means over the batch: sum_i w_i l_i / B (default) or sum_i w_i l_i / sum_i w_i
+(the authors' normalisation). With candidate gating the calcium probability is 0 wherever a mask is False
+(below the Agatston threshold), exactly as the exported mask is.
 Probabilities and soft volumes are computed in float32 (a voxel sum overflows float16 on paper-size patches).
 """
 
@@ -15,38 +17,88 @@ from torch.nn import functional as F
 SCORE_TARGETS = ("log1p_volume_mm3", "voxel_count")
 
 
+NORMALIZATIONS = ("batch", "weights")
+
+
 def _weights(weights: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
     if weights is None:
         return like.new_ones(n, dtype=torch.float32)
     return weights.to(device=like.device, dtype=torch.float32)
 
 
-def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy averaged over voxels per sample, then sum_i w_i CE_i / B."""
-    per_voxel = F.cross_entropy(logits.float(), target.long(), reduction="none")
-    per_sample = per_voxel.flatten(1).mean(1)
-    return (per_sample * _weights(weights, len(per_sample), logits)).mean()
+def weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None, normalization: str = "batch") -> torch.Tensor:
+    """sum_i w_i l_i / B (``batch``) or sum_i w_i l_i / sum_i w_i (``weights``, the authors' choice).
+
+    With ``weights`` normalisation a batch whose weights are all 0 gives 0.
+    """
+    w = _weights(weights, len(per_sample), per_sample)
+    total = (per_sample.float() * w).sum()
+    if normalization == "batch":
+        return total / len(per_sample)
+    if normalization == "weights":
+        return total / w.sum().clamp_min(1e-12)
+    raise ValueError(f"unknown loss normalization {normalization!r}; choose from {NORMALIZATIONS}")
+
+
+def _gate(target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return target if mask is None else torch.where(mask, target, torch.zeros_like(target))
+
+
+def calcium_probability(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax calcium probability (B, Z, Y, X) in float32; 0 where ``mask`` (B, Z, Y, X) is False (gated)."""
+    p = torch.softmax(logits.float(), dim=1)[:, 1]
+    return p if mask is None else p * mask.float()
+
+
+def weighted_ce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    normalization: str = "batch",
+) -> torch.Tensor:
+    """Cross-entropy averaged over voxels per sample, then the weighted mean over samples.
+
+    With a ``mask`` (candidate gating) the output is background wherever the mask is False, so only masked-in
+    voxels have a loss: the per-sample mean runs over them (0 for a sample without any).
+    """
+    per_voxel = F.cross_entropy(logits.float(), _gate(target, mask).long(), reduction="none")
+    if mask is None:
+        per_sample = per_voxel.flatten(1).mean(1)
+    else:
+        m = mask.flatten(1).float()
+        per_sample = (per_voxel.flatten(1) * m).sum(1) / m.sum(1).clamp_min(1.0)
+    return weighted_mean(per_sample, weights, normalization)
 
 
 def weighted_soft_dice(
-    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, smooth: float = 1e-5
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    smooth: float = 1e-5,
+    mask: torch.Tensor | None = None,
+    normalization: str = "batch",
 ) -> torch.Tensor:
-    """Foreground soft Dice loss per sample, 1 - (2 sum(p g) + s) / (sum p + sum g + s), then weighted mean."""
-    p = torch.softmax(logits.float(), dim=1)[:, 1].flatten(1)
-    g = (target == 1).float().flatten(1)
+    """Foreground soft Dice loss per sample, 1 - (2 sum(p g) + s) / (sum p + sum g + s), then weighted mean.
+
+    With a ``mask`` both p and g are 0 outside it (the gated output).
+    """
+    p = calcium_probability(logits, mask).flatten(1)
+    g = (_gate(target, mask) == 1).float().flatten(1)
     dice = (2 * (p * g).sum(1) + smooth) / (p.sum(1) + g.sum(1) + smooth)
-    return ((1.0 - dice) * _weights(weights, len(dice), logits)).mean()
+    return weighted_mean(1.0 - dice, weights, normalization)
 
 
-def weighted_l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """sum_i w_i |pred_i - target_i| / B for (B,) tensors."""
-    diff = (pred.float() - target.float()).abs()
-    return (diff * _weights(weights, len(diff), pred)).mean()
+def weighted_l1(
+    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, normalization: str = "batch"
+) -> torch.Tensor:
+    """Weighted mean of |pred_i - target_i| for (B,) tensors (see :func:`weighted_mean`)."""
+    return weighted_mean((pred.float() - target.float()).abs(), weights, normalization)
 
 
-def soft_calcium_amount(logits: torch.Tensor) -> torch.Tensor:
-    """Differentiable calcium voxel count S_soft: sum of the calcium probability over the patch, (B,)."""
-    return torch.softmax(logits.float(), dim=1)[:, 1].flatten(1).sum(1)
+def soft_calcium_amount(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Differentiable calcium voxel count S_soft: sum of the (gated) calcium probability over the patch, (B,)."""
+    return calcium_probability(logits, mask).flatten(1).sum(1)
 
 
 def to_score_space(voxels: torch.Tensor, kind: str, voxel_volume_mm3: float) -> torch.Tensor:
@@ -62,9 +114,16 @@ def to_score_space(voxels: torch.Tensor, kind: str, voxel_volume_mm3: float) -> 
     raise ValueError(f"unknown score target {kind!r}; choose from {SCORE_TARGETS}")
 
 
-def consistency_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of student and (detached) teacher logits over all elements."""
-    return F.mse_loss(student_logits.float(), teacher_logits.detach().float())
+def consistency_mse(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared difference of student and (detached) teacher logits over all elements, or over the
+    voxels where ``mask`` (B, Z, Y, X) is True (0 when there are none)."""
+    sq = (student_logits.float() - teacher_logits.detach().float()) ** 2
+    if mask is None:
+        return sq.mean()
+    m = mask.unsqueeze(1).expand_as(sq).float()
+    return (sq * m).sum() / m.sum().clamp_min(1.0)
 
 
 def check_finite(value: torch.Tensor, name: str) -> None:
@@ -89,6 +148,10 @@ def s2cac_loss_terms(
     voxel_volume_mm3: float,
     score_weight: float,
     score_consistency: bool,
+    sup_mask: torch.Tensor | None = None,
+    unl_mask: torch.Tensor | None = None,
+    normalization: str = "batch",
+    term_weights: dict[str, float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The four S2CAC loss terms and their total (METHOD.md "Losses").
 
@@ -104,25 +167,48 @@ def s2cac_loss_terms(
         score_target, voxel_volume_mm3: score space (see :func:`to_score_space`).
         score_weight: factor on every score-valued L1 (1e-6 in the original's raw voxel-count setting).
         score_consistency: add term 4 (soft calcium amount vs teacher score / true amount).
+        sup_mask, unl_mask: candidate gating (B, Z, Y, X) bool, or None: calcium only where True.
+        normalization: weighted means over the batch size (``batch``) or the sum of weights (``weights``).
+        term_weights: optional factors on ``seg``, ``score``, ``cons``, ``sdc`` (Dynamic Weight Average).
 
     Returns:
         dict with ``seg``, ``score``, ``cons``, ``sdc`` (scoring-driven consistency) and ``total``;
-        total = seg + score + consistency * (cons + sdc).
+        total = k_seg seg + k_score score + consistency * (k_cons cons + k_sdc sdc), every k 1 by default.
     """
     zero = sup_logits.new_zeros((), dtype=torch.float32)
-    seg = weighted_ce(sup_logits, sup_target, sup_weights) + weighted_soft_dice(sup_logits, sup_target, sup_weights)
+    norm = normalization
+    seg = weighted_ce(sup_logits, sup_target, sup_weights, sup_mask, norm) + weighted_soft_dice(
+        sup_logits, sup_target, sup_weights, mask=sup_mask, normalization=norm
+    )
     sup_t = to_score_space(sup_amount, score_target, voxel_volume_mm3)
-    score = score_weight * weighted_l1(sup_scores, sup_t, sup_weights) if sup_scores is not None else zero
+    score = score_weight * weighted_l1(sup_scores, sup_t, sup_weights, norm) if sup_scores is not None else zero
     cons, sdc = zero, zero
     if unl_logits is not None and teacher_logits is not None:
-        cons = consistency_mse(unl_logits, teacher_logits)
+        cons = consistency_mse(unl_logits, teacher_logits, unl_mask)
         if unl_scores is not None and teacher_scores is not None:
             cons = cons + score_weight * weighted_l1(unl_scores, teacher_scores.detach())
     if score_consistency:
-        soft_sup = to_score_space(soft_calcium_amount(sup_logits), score_target, voxel_volume_mm3)
-        sdc = score_weight * weighted_l1(soft_sup, sup_t, sup_weights)
+        soft_sup = to_score_space(soft_calcium_amount(sup_logits, sup_mask), score_target, voxel_volume_mm3)
+        sdc = score_weight * weighted_l1(soft_sup, sup_t, sup_weights, norm)
         if unl_logits is not None and teacher_scores is not None:
-            soft_unl = to_score_space(soft_calcium_amount(unl_logits), score_target, voxel_volume_mm3)
+            soft_unl = to_score_space(soft_calcium_amount(unl_logits, unl_mask), score_target, voxel_volume_mm3)
             sdc = sdc + score_weight * weighted_l1(soft_unl, teacher_scores.detach())
-    total = seg + score + consistency * (cons + sdc)
+    k = {"seg": 1.0, "score": 1.0, "cons": 1.0, "sdc": 1.0, **(term_weights or {})}
+    total = k["seg"] * seg + k["score"] * score + consistency * (k["cons"] * cons + k["sdc"] * sdc)
     return {"seg": seg, "score": score, "cons": cons, "sdc": sdc, "total": total}
+
+
+def dwa_weights(history: list[dict[str, float]], temperature: float = 2.0) -> dict[str, float]:
+    """Dynamic Weight Average (Liu et al., CVPR 2019) of the four terms from their last two epoch means.
+
+    k_i = K exp(r_i / T) / sum_j exp(r_j / T), r_i = L_i(e-1) / L_i(e-2), K = 4 terms; all 1 until two epochs
+    are known. A term whose earlier mean is 0 (switched off) gets r = 1.
+    """
+    names = ("seg", "score", "cons", "sdc")
+    if len(history) < 2:
+        return dict.fromkeys(names, 1.0)
+    last, before = history[-1], history[-2]
+    r = {n: (last[n] / before[n]) if before[n] > 0 else 1.0 for n in names}
+    e = {n: math.exp(r[n] / temperature) for n in names}
+    z = sum(e.values())
+    return {n: len(names) * e[n] / z for n in names}

@@ -30,13 +30,17 @@ def ema_alpha(step: int, alpha_max: float = 0.99) -> float:
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
-    """teacher <- alpha * teacher + (1 - alpha) * student, for parameters and floating buffers (BN statistics).
+def ema_update(teacher: nn.Module, student: nn.Module, alpha: float, buffers: bool = True) -> None:
+    """teacher <- alpha * teacher + (1 - alpha) * student, for parameters and (``buffers``) floating buffers
+    (BN statistics); integer buffers (BN's ``num_batches_tracked``) are then copied from the student.
 
-    Integer buffers (BN's ``num_batches_tracked``) are copied from the student.
+    With ``buffers=False`` (the authors' code) only parameters are averaged and the teacher keeps its own
+    buffers (a teacher in train mode updates its BN statistics from its own batches).
     """
     for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
         t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
+    if not buffers:
+        return
     for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
         if t.dtype.is_floating_point:
             t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
