@@ -2,8 +2,9 @@
 
 Images are 8 x 48 x 48 uint8 volumes (spacing 3 x 0.5 x 0.5 mm) with a few bright blobs labelled 1;
 negative cases have no labelled blobs. Every case also has one bright, unlabelled square "distractor" (bone
-or aortic calcium in a real scan): the hard negatives that candidate-centred sampling looks for. They are written as an nnU-Net raw dataset with ``rgb_to_0_1`` normalisation
-and run through nnU-Net's own fingerprint, planning and preprocessing, in-process.
+or aortic calcium in a real scan): the hard negatives that candidate-centred sampling looks for. They are
+written as an nnU-Net raw dataset with ``rgb_to_0_1`` normalisation and run through nnU-Net's own
+fingerprint, planning and preprocessing, in-process.
 """
 
 from __future__ import annotations

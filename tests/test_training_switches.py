@@ -305,8 +305,8 @@ def test_early_stopping(tiny_dataset, tmp_path):  # noqa: F811
 
     pre, split = tiny_dataset
     # gating at 5000 HU leaves no candidate: the pseudo-Dice stays 0, so the best epoch is the first one
-    cfg = MethodConfig.from_dict({**TEST_CONFIG, "epochs": 6, "early_stopping_start": 1,
-                                  "early_stopping_patience": 2, "candidate_gating": True, "candidate_hu": 5000})  # fmt: skip
+    stop = {"early_stopping_start": 1, "early_stopping_patience": 2}
+    cfg = MethodConfig.from_dict({**TEST_CONFIG, **stop, "epochs": 6, "candidate_gating": True, "candidate_hu": 5000})
     out = tmp_path / "m"
     res = train_model(pre, split, cfg, out, device="cpu")
     assert res["epochs"] == 3
