@@ -37,7 +37,7 @@ def ratio_tag(ratio: float) -> str:
     return f"{round(float(ratio) * 100, 6):g}"
 
 
-def run_workflow(config: dict, cores: int, targets: list[str]) -> None:
+def run_workflow(config: dict, cores: int, targets: list[str], parallel: int = 1) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, dir=REPO / ".snakemake") as fh:
         yaml.safe_dump(config, fh, sort_keys=False)
         cfg_path = fh.name
@@ -53,6 +53,9 @@ def run_workflow(config: dict, cores: int, targets: list[str]) -> None:
         "workflow/profiles/default",
         *targets,
     ]
+    if parallel > 1:  # several one-thread jobs at once (OpenMP threads of jobs that share cores only spin)
+        cmd[4] = str(parallel)
+        cmd += ["--set-threads", "train=1", "predict=1"]
     print(">>", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=REPO, check=True)
 
@@ -143,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--experiments", nargs="+", default=["s2cac", "supervised", "mean_teacher"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=1, help="run this many 1-thread train/predict jobs at once")
     ap.add_argument("--no-run", action="store_true", help="do not run the workflow, only tabulate")
     args = ap.parse_args(argv)
 
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not args.no_run:
         (REPO / ".snakemake").mkdir(exist_ok=True)
-        run_workflow(config, args.cores, targets)
+        run_workflow(config, args.cores, targets, args.parallel)
 
     baseline = pd.read_csv(REPO / "results" / "data" / dataset / "threshold_baseline.tsv", sep="\t", comment="#")
     rows = [model_row(dataset, exp, tag, fold, seed, baseline) for exp in args.experiments for seed in args.seeds]

@@ -70,16 +70,16 @@ class MethodConfig:
     n_negative: int = 1
     n_unlabeled: int = 1
     # --- where patches are centred (probabilities per patch; the rest are random crops) ---
-    labeled_foreground_fraction: float = 0.33  # labeled patches centred on calcium (authors: 1.0)
-    labeled_candidate_fraction: float = 0.0  # labeled patches centred on a bright (>= candidate_hu) non-calcium voxel
-    negative_candidate_fraction: float = 0.0  # negative-scan patches centred on a bright voxel (all are non-calcium)
-    unlabeled_candidate_fraction: float = 0.0  # unlabeled patches centred on a bright voxel (image only, no label)
+    labeled_foreground_fraction: float = 0.5  # labeled patches centred on calcium (authors: 1.0)
+    labeled_candidate_fraction: float = 0.3  # labeled patches centred on a bright (>= candidate_hu) non-calcium voxel
+    negative_candidate_fraction: float = 0.7  # negative-scan patches centred on a bright voxel (all are non-calcium)
+    unlabeled_candidate_fraction: float = 0.5  # unlabeled patches centred on a bright voxel (image only, no label)
     val_foreground_fraction: float = 0.33  # validation patches centred on calcium (authors: 1.0)
     candidate_hu: float = 130.0  # the Agatston threshold: voxels below it can never be exported as calcium
     # --- calcium is only ever exported where HU >= candidate_hu (inference: network AND HU >= threshold) ---
-    candidate_gating: bool = False  # train and validate on that gated output (calcium probability 0 below it)
+    candidate_gating: bool = True  # train and validate on that gated output (calcium probability 0 below it)
     # --- augmentation of the three training loaders ---
-    augmentation: str = "nnunet"  # "none" (authors: centre crop only) | "light" | "nnunet" (nnU-Net's default)
+    augmentation: str = "light"  # "none" (authors: centre crop only) | "light" | "nnunet" (nnU-Net's default)
     # --- score target ---
     score_target: str = "log1p_volume_mm3"  # or "voxel_count" (the original)
     score_loss_weight: float = 1.0
@@ -96,8 +96,8 @@ class MethodConfig:
     ema_alpha: float = 0.99
     ema_buffers: bool = True  # also average BatchNorm statistics (authors: parameters only)
     teacher_mode: str = "eval"  # "eval" (running statistics, no dropout) | "train" (authors: batch statistics)
-    teacher_noise_sigma_hu: float = 85.0  # teacher input noise clamp(N(0, sigma^2), +-clip), in HU
-    teacher_noise_clip_hu: float = 170.0  # (authors: 0.1 and 0.2 on the 0..255 window scale = 0.333, 0.667 HU)
+    teacher_noise_sigma_hu: float = 20.0  # teacher input noise clamp(N(0, sigma^2), +-clip), in HU
+    teacher_noise_clip_hu: float = 40.0  # (authors: 0.1 and 0.2 on the 0..255 window scale = 0.333, 0.667 HU)
     # --- losses ---
     loss_normalization: str = "batch"  # weighted means: sum(w l) / B ("batch") or / sum(w) ("weights", authors)
     loss_weighting: str = "none"  # "none" | "dwa" (Dynamic Weight Average of the four terms; authors: off)
