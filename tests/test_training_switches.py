@@ -324,3 +324,12 @@ def test_authors_procedure_is_valid_and_in_the_demo_config():
     faithful = experiment_mapping(doc, "s2cac_faithful")
     for key, value in AUTHORS_PROCEDURE.items():
         assert faithful.get(key) == value, f"config.yaml s2cac_faithful: {key} should be {value!r}"
+
+
+def test_execution_keys_do_not_block_resume():
+    from s2cac.training.config import same_method
+
+    a = MethodConfig.from_dict({**TEST_CONFIG, "data_workers": 0}).to_dict()
+    b = MethodConfig.from_dict({**TEST_CONFIG, "data_workers": 6}).to_dict()
+    c = MethodConfig.from_dict({**TEST_CONFIG, "data_workers": 0, "epochs": 5}).to_dict()
+    assert same_method(a, b) and not same_method(a, c)

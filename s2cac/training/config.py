@@ -17,6 +17,18 @@ from s2cac.training.losses import SCORE_TARGETS
 
 AUGMENTATIONS = ("none", "light", "nnunet")
 
+#: Keys that change how training runs, not what it computes: a checkpoint written with other values of these may
+#: be resumed or reused (moving a run to other hardware must not restart it).
+EXECUTION_KEYS = ("data_workers",)
+
+
+def same_method(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two resolved method configs (``to_dict()``) describe the same training, execution keys aside."""
+    return {k: v for k, v in a.items() if k not in EXECUTION_KEYS} == {
+        k: v for k, v in b.items() if k not in EXECUTION_KEYS
+    }
+
+
 #: The authors' training procedure (their released code and config), switch by switch: every value that differs
 #: from :class:`MethodConfig`'s defaults, defects included. ``s2cac_faithful`` experiments use all of them
 #: (tests check that ``config/*.yaml`` does); docs/training.md explains each one.

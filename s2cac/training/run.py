@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from s2cac.training.config import MethodConfig
+from s2cac.training.config import MethodConfig, same_method
 
 SPLIT_KEYS = ("labeled", "unlabeled", "negative", "validation", "test")
 
@@ -69,7 +69,7 @@ def train_model(
     final = out / "checkpoint_final.pth"
     if final.is_file():
         ckpt = load_safe(final)
-        if ckpt["method_config"] != config.to_dict():
+        if not same_method(ckpt["method_config"], config.to_dict()):
             raise ValueError(f"{out} holds a finished model trained with a different config; use a new folder")
         return {"status": "already_done", **_summary(ckpt)}
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from s2cac.nets import build_network
 from s2cac.training import losses as L
 from s2cac.training.augmentation import light_initial_patch, light_transforms, no_transforms
 from s2cac.training.checkpoint import atomic_torch_save, load_safe
-from s2cac.training.config import MethodConfig
+from s2cac.training.config import EXECUTION_KEYS, MethodConfig, same_method
 from s2cac.training.loaders import CompositeBatches, PatchLoader, wrap
 from s2cac.training.schedules import consistency_weight, ema_alpha, ema_update, nsb_weight
 
@@ -527,8 +527,9 @@ class S2CACTrainer(nnUNetTrainer):
             ckpt = load_safe(ckpt, map_location=self.device)
         if ckpt.get("optimizer_state") is None:
             raise ValueError("this checkpoint has no optimizer state; resume needs checkpoint_latest.pth")
-        if ckpt["method_config"] != self.cfg.to_dict():
-            changed = sorted(k for k, v in self.cfg.to_dict().items() if ckpt["method_config"].get(k) != v)
+        if not same_method(ckpt["method_config"], self.cfg.to_dict()):
+            old = ckpt["method_config"]
+            changed = sorted(k for k, v in self.cfg.to_dict().items() if old.get(k) != v and k not in EXECUTION_KEYS)
             raise ValueError(
                 f"the checkpoint was trained with a different config (changed: {changed}); "
                 "use a new output folder or delete the old one"
