@@ -39,4 +39,8 @@ stop slurmd slurmd
 stop slurmctld slurmctld
 stop munged munged
 rm -f "$RUN"/*.pidfile
+# the symlink /etc/slurm/slurm.conf made by up.sh, if it is still this cluster's
+if [ -L /etc/slurm/slurm.conf ] && [ "$(readlink /etc/slurm/slurm.conf)" = "$SLURM_CONF" ]; then
+  rm -f /etc/slurm/slurm.conf
+fi
 exit $status

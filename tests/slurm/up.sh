@@ -7,8 +7,9 @@
 #   source RUNDIR/env.sh           # exports SLURM_CONF: sbatch/squeue/sinfo now talk to this cluster
 #   tests/slurm/down.sh [RUNDIR]   # cancel jobs, stop the daemons by their saved PIDs
 #
-# Everything lives under RUNDIR: slurm.conf, the munge key and socket, spool/state, logs, PID files. Nothing
-# under /etc is changed, so a site's own SLURM or munge installation is left alone. The Debian packages
+# Everything lives under RUNDIR: slurm.conf, the munge key and socket, spool/state, logs, PID files. The only
+# change outside it is the symlink /etc/slurm/slurm.conf -> RUNDIR/slurm.conf (see below; refused if a real
+# slurm.conf is there), removed by down.sh. A site's own munge installation is left alone. The Debian packages
 # munge slurmctld slurmd slurm-client are installed with apt-get when missing (root only).
 # Environment: S2CAC_SLURM_NICE (default 0) is added to the niceness of the daemons and so of every job step.
 set -euo pipefail
@@ -124,6 +125,21 @@ cat >"$RUN/env.sh" <<EOF
 export SLURM_CONF=$CONF
 EOF
 export SLURM_CONF=$CONF
+# Commands inside jobs must find the config without SLURM_CONF: the snakemake jobstep executor drops SLURM_*
+# variables (SLURM_CONF included) before its nested srun. So /etc/slurm/slurm.conf (the compiled-in default)
+# becomes a symlink to this one, unless it is a real file or belongs to another running test cluster.
+ETC=/etc/slurm/slurm.conf
+if [ -e "$ETC" ] && [ ! -L "$ETC" ]; then
+  fail "$ETC exists (a real SLURM installation?); not replacing it"
+fi
+if [ -L "$ETC" ]; then
+  other=$(dirname "$(readlink "$ETC")")
+  if [ "$other" != "$RUN" ] && [ -s "$other/slurmctld.pid" ] && kill -0 "$(cat "$other/slurmctld.pid")" 2>/dev/null; then
+    fail "$ETC points to the running test cluster in $other; stop it first (tests/slurm/down.sh $other)"
+  fi
+fi
+mkdir -p /etc/slurm
+ln -sfn "$CONF" "$ETC"
 log "wrote $CONF (ports $CTLD_PORT/$SLURMD_PORT; $NODE)"
 
 # ---- 5. daemons (-D: foreground, backgrounded here; -c: clean state) ------------------------------------
