@@ -3,13 +3,14 @@
 The demo workflow's stages (synthetic cohort -> nnU-Net raw -> preprocessing -> splits -> training -> predict and
 Agatston scores) go through sbatch with the profile as shipped, except for what a site edits and what this one small
 node cannot give (see ``_test_profile``): the partition (the test cluster has no default partition), memory
-(the node has a few GB), CPUs per GPU (the node has 2 CPUs), the status command (no accounting database, so
-squeue) and a shorter first status check. GPU requests are NOT overridden: the node declares one fake GPU (a
-GRES with no device behind it), so train and predict really are submitted with ``--gpus=1``; torch sees no CUDA
-device in them and runs on the CPU.
+(1 GB per job: the profile asks up to 32 GB, the node has ~20 GB), CPUs per GPU (the node has 2 CPUs), the
+status command (no accounting database, so squeue) and a shorter first status check. GPU requests are NOT
+overridden: the node declares one fake GPU (a GRES with no device behind it), so train and predict really are
+submitted with ``--gpus=1``; torch sees no CUDA device in them and runs on the CPU.
 
 Needs root (the daemons) and the Debian packages munge, slurmctld, slurmd, slurm-client (installed with apt when
-missing). Skipped with the reason otherwise, or with S2CAC_SKIP_SLURM=1.
+missing). Skipped with the reason otherwise, or with S2CAC_SKIP_SLURM=1. Each snakemake call is bounded by
+S2CAC_SLURM_TEST_TIMEOUT seconds (default 900), so a hang fails instead of stalling CI.
 """
 
 from __future__ import annotations
@@ -92,7 +93,6 @@ def _test_profile(dest: Path) -> Path:
     cfg["default-resources"]["mem_mb"] = "1000 * attempt"
     cfg["slurm-status-command"] = "squeue"  # no slurmdbd: sacct cannot answer (MinJobAge=300 s)
     cfg["slurm-init-seconds-before-status-checks"] = 2  # default 40 s: small jobs finish in seconds
-    cfg["slurm-no-account"] = True  # no accounts without slurmdbd
     cfg["latency-wait"] = 5
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
