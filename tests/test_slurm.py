@@ -91,7 +91,7 @@ def _test_profile(dest: Path) -> Path:
         if "cpus_per_gpu" in res:
             res["cpus_per_gpu"] = 2  # the node has 2 CPUs
     cfg["default-resources"]["mem_mb"] = "1000 * attempt"
-    cfg["slurm-status-command"] = "squeue"  # no slurmdbd: sacct cannot answer (MinJobAge=300 s)
+    cfg["slurm-status-command"] = "squeue"  # no slurmdbd: sacct cannot answer (MinJobAge=3600 s)
     cfg["slurm-init-seconds-before-status-checks"] = 2  # default 40 s: small jobs finish in seconds
     cfg["latency-wait"] = 5
     dest.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def _submissions(text: str) -> list[tuple[str, str]]:
 
 
 def _jobs_in_queue(env: dict) -> dict[str, tuple[str, str]]:
-    """SLURM job id -> (state, comment) of every job slurmctld still knows (MinJobAge=300 s: all of ours)."""
+    """SLURM job id -> (state, comment) of every job slurmctld still knows (MinJobAge=3600 s: all of ours)."""
     out = subprocess.run(
         ["squeue", "-h", "-t", "all", "-o", "%i|%T|%k"], env=env, capture_output=True, text=True, check=True
     ).stdout

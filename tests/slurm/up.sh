@@ -107,11 +107,12 @@ SlurmdLogFile=$RUN/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 # no slurmdbd: sacct does not work, so job states come from squeue; finished jobs stay visible to squeue
-# for MinJobAge seconds (the snakemake SLURM plugin needs >= 120)
+# for MinJobAge seconds (the snakemake SLURM plugin needs >= 120; the test reads every job's final state
+# after the whole run, so keep them an hour)
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
-MinJobAge=300
+MinJobAge=3600
 # one fake GPU (a GRES with no device file), so jobs that request --gpus=1 are scheduled as on a GPU node;
 # torch sees no CUDA device in them and runs on the CPU
 GresTypes=gpu
