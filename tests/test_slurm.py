@@ -214,7 +214,7 @@ def test_demo_workflow_through_slurm_equals_local_run(slurm_env, slurm_demo, cap
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def _running_job(env: dict, rule: str, timeout: float = 300) -> str:
+def _running_job(env: dict, rule: str, timeout: float = RUN_TIMEOUT) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for jobid, (state, comment) in _jobs_in_queue(env).items():
@@ -244,8 +244,9 @@ def test_training_killed_by_time_limit_resumes_from_its_checkpoint(slurm_env, sl
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-5000:]
             time.sleep(1)
         first = _running_job(slurm_env, "train")
-        # the time limit is now over: slurmctld kills the job at its next check (SIGTERM, SIGKILL 5 s later)
-        subprocess.run(["scontrol", "update", f"JobId={first}", "TimeLimit=0:01"], env=slurm_env, check=True)
+        # a 1-minute limit (SLURM counts whole minutes): slurmctld kills the job at its first check (every 30 s)
+        # after that (SIGTERM, SIGKILL 5 s later); the 1000 epochs keep it running until then
+        subprocess.run(["scontrol", "update", f"JobId={first}", "TimeLimit=1"], env=slurm_env, check=True)
         resumed = re.compile(r"resuming from .*checkpoint_latest\.pth at epoch (\d+)")
         while not resumed.search(_read(model / "training_log.txt")):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-5000:]
