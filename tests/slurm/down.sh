@@ -36,6 +36,19 @@ stop() {  # stop <name> <expected /proc/PID/comm>
   rm -f "$f"
 }
 stop slurmd slurmd
+# job step daemons still alive (jobs that did not end within the wait above, e.g. on a loaded machine): those
+# of this cluster carry its SLURM_CONF in their environment (inherited from slurmd, started by up.sh)
+steps=()
+for d in /proc/[0-9]*; do
+  [ "$(cat "$d/comm" 2>/dev/null)" = slurmstepd ] || continue
+  tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF" && steps+=("${d#/proc/}")
+done
+if ((${#steps[@]})); then
+  kill -TERM "${steps[@]}" 2>/dev/null
+  sleep 5
+  for pid in "${steps[@]}"; do alive "$pid" && kill -KILL "$pid" 2>/dev/null; done
+  echo "slurm down: stopped job step daemons ${steps[*]}"
+fi
 stop slurmctld slurmctld
 stop munged munged
 rm -f "$RUN"/*.pidfile
