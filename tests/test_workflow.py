@@ -159,6 +159,20 @@ def test_synthetic_demo_workflow_end_to_end(tmp_path):
     assert other.returncode == 0
     assert "train " in other.stdout and "nnunet_preprocess" not in other.stdout
 
+    # execution settings are not method parameters: another device, threads or data workers retrain nothing
+    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    cfg["training"]["device"] = cfg["predict"]["device"] = "auto"
+    cfg["training"]["defaults"]["data_workers"] = 2
+    _write_config(work, cfg)
+    # (not `--list-changes params`: snakemake 9.27 lists every output that has params there, changed or not)
+    for triggers in ([], ["--rerun-triggers", "params"]):
+        moved = _run(work, "-n", "--set-threads", "train=1", "predict=1", *triggers)
+        assert moved.returncode == 0 and "Nothing to be done" in moved.stdout + moved.stderr, moved.stdout[-2000:]
+    cfg["training"]["defaults"]["learning_rate"] = 0.001  # a hyper-parameter does
+    _write_config(work, cfg)
+    retrain = _run(work, "-n")
+    assert "train " in retrain.stdout and "synthesize_cohort" not in retrain.stdout
+
 
 def test_synthetic_option_typo_stops_the_workflow(tmp_path):
     work = tmp_path / "work"

@@ -66,9 +66,16 @@ if EXPERIMENTS:
             raise ValueError(f"config: experiments.{name}: {err}") from None
 
 
+# Method-config keys that are execution settings: they change how fast a run goes, not its result, so they are
+# kept out of the train rule's params (changing them must not retrain); workflow/scripts/train.py adds them back.
+EXECUTION_KEYS = ("data_workers",)
+
+
 def get_method(wildcards):
-    """Resolved method mapping of an experiment (training.defaults + experiments[name]) with the run's seed."""
-    return {**experiment_mapping(config, wildcards.experiment), "seed": int(wildcards.seed)}
+    """Resolved method mapping of an experiment (training.defaults + experiments[name]) with the run's seed,
+    without the execution settings (EXECUTION_KEYS)."""
+    method = experiment_mapping(config, wildcards.experiment)
+    return {**{k: v for k, v in method.items() if k not in EXECUTION_KEYS}, "seed": int(wildcards.seed)}
 
 
 def run_tags():

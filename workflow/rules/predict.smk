@@ -11,7 +11,7 @@ rule predict:
     output:
         directory("results/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}"),
     params:
-        options=config["predict"],
+        options={k: v for k, v in config["predict"].items() if k != "device"},  # device: execution setting
     log:
         "logs/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:

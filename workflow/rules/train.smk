@@ -18,8 +18,7 @@ rule train:
             labels={"experiment": "{experiment}", "labeled": "{ratio}%", "fold": "{fold}", "seed": "{seed}"},
         ),
     params:
-        method=get_method,
-        device=config["training"]["device"],
+        method=get_method,  # execution settings (training.device, threads, data_workers) are not params: no retrain
     log:
         "logs/train/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:

@@ -16,7 +16,7 @@ with logged(snakemake.log[0]):
     from s2cac.inference import CaseInput, PredictOptions, load_model, predict_cases
 
     torch.set_num_threads(snakemake.threads)
-    opts = dict(snakemake.params.options)
+    opts = dict(snakemake.params.options, device=snakemake.config["predict"]["device"])  # device: not a param
     checkpoint = opts.pop("checkpoint")
     test = set(json.loads(Path(snakemake.input.split).read_text())["test"])
     sheet = load_case_sheet(snakemake.input.cases)
