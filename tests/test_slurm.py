@@ -45,6 +45,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 def _why_not() -> str | None:
     if os.environ.get("S2CAC_SKIP_SLURM") == "1":
         return "S2CAC_SKIP_SLURM=1"
+    # Opt-in until a full run has been measured on an idle machine (it has not finished on a loaded one yet):
+    # `S2CAC_RUN_SLURM=1 make test` or `S2CAC_RUN_SLURM=1 pytest tests/test_slurm.py`.
+    if os.environ.get("S2CAC_RUN_SLURM") != "1":
+        return "opt-in: set S2CAC_RUN_SLURM=1 (brings up a local SLURM cluster; several minutes)"
     if sys.platform != "linux" or os.geteuid() != 0:
         return "needs root on Linux to start munged, slurmctld and slurmd"
     have = all(shutil.which(b) for b in ("slurmctld", "slurmd", "sbatch", "munged"))
