@@ -109,6 +109,12 @@ def _read(path: str, what: str, case_id: str):
         raise CaseSheetError(f"case {case_id}: no {what} file given")
     if not Path(path).is_file():
         raise CaseSheetError(f"case {case_id}: {what} file not found: {path}")
+    from s2cac.io.verify import TruncatedImageError, verify_image_file
+
+    try:
+        verify_image_file(path)
+    except TruncatedImageError as err:
+        raise CaseSheetError(f"case {case_id}: cannot read {what} {path}: {err.reason}") from err
     try:
         return sitk.ReadImage(path)
     except RuntimeError as err:
