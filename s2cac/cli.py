@@ -128,7 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()),
     )
     module.configure_parser(parser)
-    args = parser.parse_args(rest)  # usage errors exit 2 (argparse)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as stop:  # --help (0) or a usage error (2, message printed by argparse)
+        return int(stop.code or 0)
     try:
         return int(module.run(args) or EXIT_OK)
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ import numpy as np
 
 from s2cac.data.atomic import atomic_path
 from s2cac.data.nnunet_raw import HUWindow
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 CSV_COLUMNS = (
@@ -53,7 +54,7 @@ class PredictOptions:
     device: str = "auto"
     step: float = 0.5
     tta: bool = False
-    threshold_hu: float = 130.0
+    threshold_hu: float = CALCIUM_THRESHOLD_HU
     qc: bool = True
     mass_calibration: float | None = None
     window: HUWindow | None = None  # None = the window the model was trained with

@@ -6,6 +6,7 @@ import argparse
 import re
 
 from s2cac.cli import CommandError, finite_float, positive_float
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 #: Patches above this many voxels are refused up front (the network's activations would need >100 GB).
@@ -35,7 +36,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold-hu",
         type=finite_float,
-        default=130.0,
+        default=CALCIUM_THRESHOLD_HU,
         help="calcium voxels below this HU are removed (default 130)",
     )
     parser.add_argument(

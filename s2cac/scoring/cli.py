@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from s2cac.cli import finite_float, non_negative_float, positive_float
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 from s2cac.scoring.files import score_files, write_scores
 
 
@@ -15,7 +16,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", required=True, type=Path, help="label map in the image's geometry (0 = background)")
     parser.add_argument("--out", type=Path, help="output file (CSV, or JSON with --json); default: stdout")
     parser.add_argument("--json", action="store_true", help="write JSON (scores plus the options used)")
-    parser.add_argument("--threshold-hu", type=finite_float, default=130.0, help="lowest calcium HU, inclusive (130)")
+    parser.add_argument("--threshold-hu", type=finite_float, default=CALCIUM_THRESHOLD_HU, help="calcium HU (130)")
     parser.add_argument("--connectivity", type=int, choices=(8, 4), default=8, help="2D lesion connectivity (8)")
     parser.add_argument(
         "--min-area-mm2", type=non_negative_float, default=1.0, help="drop lesions smaller than this (1.0 mm^2)"
