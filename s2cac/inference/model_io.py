@@ -88,7 +88,7 @@ class LoadedModel:
     def hu_window(self) -> HUWindow:
         """The HU window the model was trained with (dataset.json ``s2cac_hu_window``; METHOD.md's by default)."""
         w = self.dataset_json.get("s2cac_hu_window") or {}
-        return HUWindow(float(w.get("level", 130.0)), float(w.get("width", 850.0)))
+        return HUWindow(float(w.get("level", HUWindow.level)), float(w.get("width", HUWindow.width)))
 
     @property
     def network_spec(self) -> dict[str, Any]:
