@@ -11,9 +11,7 @@ from typing import Any
 import pandas as pd
 
 from s2cac.evaluation.cohort import cohort_summary, evaluate_case, summary_table
-from s2cac.io.images import read_ct, read_label_map
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+from s2cac.io.images import IMAGE_SUFFIXES, read_ct, read_label_map
 
 
 @dataclass(frozen=True)

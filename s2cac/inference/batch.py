@@ -29,9 +29,9 @@ import numpy as np
 
 from s2cac.data.atomic import atomic_path
 from s2cac.data.nnunet_raw import HUWindow
+from s2cac.io.images import IMAGE_SUFFIXES
 from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 CSV_COLUMNS = (
     "case", "status", "agatston", "volume_mm3", "mass_mg", "n_lesions", "risk_category",
     "mask_voxels", "runtime_s", "input", "error",

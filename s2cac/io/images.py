@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+#: File endings of the image formats s2cac finds in folders (besides DICOM series folders).
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 # Directions within this tolerance of a signed identity are axial (cosines are unitless).
 DIRECTION_TOL = 1e-3
 # DICOM slice gaps may differ from their median by max(SLICE_GAP_ABS_TOL mm, SLICE_GAP_REL_TOL x median).
