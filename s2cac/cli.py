@@ -7,12 +7,18 @@ Each subcommand lives in its own module that defines two functions::
 
 Only the module of the chosen subcommand is imported, so light commands (``score``) never pay for
 heavy imports (torch, nnU-Net) that they do not use.
+
+Exit codes, the same for every subcommand (:data:`EXIT_CODES`): 0 everything done; 1 some cases failed (the
+others finished; see the command's output table); 2 bad usage or input (a message names the file, option or
+key; nothing was written or replaced); 130 interrupted (Ctrl-C). Outputs are written atomically, so an
+interrupted or refused command leaves no partial file behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Sequence
 
@@ -34,8 +40,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CODES = {
+    EXIT_OK: "everything done",
+    EXIT_CASES_FAILED: "some cases failed, the others finished",
+    EXIT_USAGE: "bad usage or input: nothing was run or written",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
 class CommandError(Exception):
     """An error caused by the user's input; printed without a traceback, exit code 2."""
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (refuses nan, inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -69,15 +111,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module_name, text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"s2cac {name}", description=text[0].upper() + text[1:] + ".")
+    parser = argparse.ArgumentParser(
+        prog=f"s2cac {name}",
+        description=text[0].upper() + text[1:] + ".",
+        epilog="exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()),
+    )
     module.configure_parser(parser)
-    args = parser.parse_args(rest)
     try:
-        return int(module.run(args) or 0)
-    except CommandError as err:
-        print(f"s2cac {name}: error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as err:
-        # Library code raises these with messages that name the file or key; no traceback for users.
-        print(f"s2cac {name}: error: {err}", file=sys.stderr)
-        return 2
+        args = parser.parse_args(rest)
+    except SystemExit as stop:  # --help (0) or a usage error (2, message printed by argparse)
+        return int(stop.code or 0)
+    try:
+        return int(module.run(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        print(f"s2cac {name}: interrupted; finished outputs are kept, no partial file was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CommandError, ValueError, OSError) as err:
+        # Library code raises these with messages that name the file, option or key; no traceback for users.
+        # OSError covers FileNotFoundError, IsADirectoryError, PermissionError, a full disk, ...
+        print(f"s2cac {name}: error: {_message(err)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"  # e.g. "out.csv: Is a directory"
+    return str(err)

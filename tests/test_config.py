@@ -85,3 +85,53 @@ def test_experiment_typo_and_unknown_run_are_rejected(tmp_path):
     proc = _dry_run(tmp_path / "b", cfg)
     assert proc.returncode != 0
     assert "training.run names 's2cca'" in proc.stdout + proc.stderr
+
+
+def test_training_defaults_type_and_typo_are_blamed_on_training_defaults(tmp_path):
+    from s2cac.training.config_check import check_workflow_config
+
+    cfg = _demo()
+    cfg["training"]["defaults"]["epochs"] = "ten"
+    proc = _dry_run(tmp_path / "a", cfg)
+    assert proc.returncode != 0
+    assert "training.defaults.epochs: expected an integer, got 'ten'" in proc.stdout + proc.stderr
+    assert "TypeError" not in proc.stdout + proc.stderr
+    cfg = _demo()
+    cfg["training"]["defaults"]["epocs"] = 3
+    with pytest.raises(ValueError, match=r"^training\.defaults\.epocs: unknown method config key"):
+        check_workflow_config(cfg)
+    cfg = _demo()
+    cfg["experiments"]["s2cac"] = {"nsb": {"a": "high"}}
+    with pytest.raises(ValueError, match=r"^experiments\.s2cac\.nsb\.a: expected a number, got 'high'"):
+        check_workflow_config(cfg)
+
+
+def test_dry_run_checks_the_case_sheet(tmp_path):
+    (tmp_path / "data").mkdir()
+    sheet = tmp_path / "data" / "cases.tsv"
+    sheet.write_text("case_id\timage\tlabel\nc0\tmissing.nii.gz\tlab.nii.gz\n")
+    cfg = _demo()
+    cfg["dataset"] = {"name": "mine", "source": "case_sheet", "nnunet_id": 77, "case_sheet": str(sheet)}
+    proc = _dry_run(tmp_path / "w", cfg)
+    assert proc.returncode != 0
+    assert "dataset.case_sheet: case c0: image file not found" in proc.stdout + proc.stderr
+
+
+def test_rerun_policy_code_is_versioned_not_an_input():
+    """Editing package code re-runs nothing by itself: no rule declares s2cac sources as input, and every rule
+    holds its stage's result version (s2cac/stages.py) in its params, bumped when results change."""
+    import re
+
+    from s2cac.stages import STAGE_VERSIONS
+
+    rules = {}
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^\s*rule (\w+):\n((?:\s{4,}.*\n|\n)+)", smk.read_text(), re.M):
+            rules[name] = body
+    assert set(rules) == set(STAGE_VERSIONS)
+    for name, body in rules.items():
+        assert f'version=STAGE_VERSIONS["{name}"]' in body, name
+    workflow_text = (ROOT / "Snakefile").read_text() + "".join(
+        p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk")
+    )
+    assert "package_code" not in workflow_text and 'rglob("*.py")' not in workflow_text

@@ -168,3 +168,11 @@ def test_faithful_connection_validation_and_paper_count():
         build_network("tiny", faithful_connection="yes")
     net = build_network("paper", pool_kernel=(1, 3, 3), faithful_connection=False)
     assert count_parameters(net) == 34_482_211 + 4 * 2 * 160
+
+
+@pytest.mark.parametrize("name", ["n_tokens", "stages", "embed_dimm"])
+def test_build_network_refuses_local_names_and_typos(name) -> None:
+    from s2cac.nets import build_network
+
+    with pytest.raises(ValueError, match=rf"unknown network argument\(s\) \['{name}'\]"):
+        build_network("tiny", **{name: 3})

@@ -69,6 +69,8 @@ def load_case_sheet(path: str | Path) -> pd.DataFrame:
         raise CaseSheetError(f"{path}: case sheet not found")
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as err:
+        raise CaseSheetError(f"{path}: empty file; a case sheet needs a header line (case_id, image, label)") from err
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise CaseSheetError(f"{path}: not a readable tab-separated table ({err})") from err
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
@@ -92,6 +94,20 @@ def load_case_sheet(path: str | Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def check_sheet_files(sheet: pd.DataFrame) -> None:
+    """Cheap check of a loaded sheet (no image is read): every case names an existing image and label file.
+
+    Raises:
+        CaseSheetError: naming the first case whose file is missing.
+    """
+    for _, row in sheet.iterrows():
+        for what in ("image", "label"):
+            if not row[what]:
+                raise CaseSheetError(f"case {row['case_id']}: no {what} file given")
+            if not Path(row[what]).exists():
+                raise CaseSheetError(f"case {row['case_id']}: {what} file not found: {row[what]}")
+
+
 @dataclass(frozen=True)
 class CaseCheck:
     """What was verified for one case."""
@@ -109,6 +125,12 @@ def _read(path: str, what: str, case_id: str):
         raise CaseSheetError(f"case {case_id}: no {what} file given")
     if not Path(path).is_file():
         raise CaseSheetError(f"case {case_id}: {what} file not found: {path}")
+    from s2cac.io.verify import TruncatedImageError, verify_image_file
+
+    try:
+        verify_image_file(path)
+    except TruncatedImageError as err:
+        raise CaseSheetError(f"case {case_id}: cannot read {what} {path}: {err.reason}") from err
     try:
         return sitk.ReadImage(path)
     except RuntimeError as err:

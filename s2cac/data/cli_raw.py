@@ -12,8 +12,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-root", required=True, help="folder that will hold DatasetXXX_NAME")
     parser.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id (1-999)")
     parser.add_argument("--name", required=True, help="dataset name (letters, digits, _ or -)")
-    parser.add_argument("--window-level", type=float, default=130.0, help="HU window level (default 130)")
-    parser.add_argument("--window-width", type=float, default=850.0, help="HU window width (default 850)")
+    default = HUWindow()  # the one source of the method's window
+    parser.add_argument("--window-level", type=float, default=default.level, help="HU window level (130)")
+    parser.add_argument("--window-width", type=float, default=default.width, help="HU window width (850)")
     parser.add_argument("--threads", type=int, default=1)
 
 

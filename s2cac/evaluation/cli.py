@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from s2cac.cli import CommandError
+from s2cac.cli import CommandError, finite_float, positive_float
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -14,12 +15,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--cases", type=Path, help="case sheet TSV: case_id, image, label[, prediction]")
     src.add_argument("--images", type=Path, help="folder of CT images (<case>.nii.gz or <case>_0000.nii.gz)")
     src.add_argument("--ref", type=Path, help="folder of reference masks (<case>.nii.gz); names the cases")
-    src.add_argument("--pred", type=Path, help="folder of predicted masks (<case>.nii.gz)")
+    src.add_argument("--pred", type=Path, help="folder of predicted masks (<case>.nii.gz or <case>_cac.nii.gz)")
     parser.add_argument("--out-dir", type=Path, required=True, help="writes per_case.csv, summary.json/.csv, figures/")
-    parser.add_argument("--threshold-hu", type=float, default=130.0, help="calcium threshold, HU (130)")
+    parser.add_argument("--threshold-hu", type=finite_float, default=CALCIUM_THRESHOLD_HU, help="calcium HU (130)")
     parser.add_argument("--connectivity", type=int, choices=(8, 4), default=8, help="2D Agatston lesions (8)")
-    parser.add_argument("--min-area-mm2", type=float, default=1.0, help="Agatston minimum lesion area, mm^2 (1.0)")
-    parser.add_argument("--mass-calibration", type=float, metavar="CF", help="mg HA/cm^3 per HU; adds mass")
+    parser.add_argument("--min-area-mm2", type=finite_float, default=1.0, help="Agatston min lesion area, mm^2 (1)")
+    parser.add_argument("--mass-calibration", type=positive_float, metavar="CF", help="mg HA/cm^3 per HU; adds mass")
     parser.add_argument("--lesion-connectivity", type=int, choices=(6, 18, 26), default=26, help="3D lesions (26)")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for 95%% CIs (2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")

@@ -11,9 +11,7 @@ from typing import Any
 import pandas as pd
 
 from s2cac.evaluation.cohort import cohort_summary, evaluate_case, summary_table
-from s2cac.io.images import read_ct, read_label_map
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+from s2cac.io.images import IMAGE_SUFFIXES, read_ct, read_label_map
 
 
 @dataclass(frozen=True)
@@ -34,13 +32,15 @@ def _stem(path: Path) -> str:
 
 
 def _find(folder: Path, case_id: str, what: str) -> Path:
-    for name in (case_id, f"{case_id}_0000"):  # nnU-Net names images <case>_0000.nii.gz
+    # nnU-Net names images <case>_0000.nii.gz; s2cac predict names its masks <case>_cac.nii.gz
+    names = (case_id, f"{case_id}_cac") if what == "prediction" else (case_id, f"{case_id}_0000")
+    for name in names:
         for suffix in IMAGE_SUFFIXES:
             if (folder / f"{name}{suffix}").exists():
                 return folder / f"{name}{suffix}"
         if (folder / name).is_dir():  # a DICOM series folder
             return folder / name
-    raise FileNotFoundError(f"{folder}: no {what} for case {case_id!r} ({case_id}.nii.gz, {case_id}_0000.nii.gz, ...)")
+    raise FileNotFoundError(f"{folder}: no {what} for case {case_id!r} ({names[0]}.nii.gz, {names[1]}.nii.gz, ...)")
 
 
 def cases_from_folders(images: Path, references: Path, predictions: Path) -> list[CaseFiles]:
@@ -61,7 +61,8 @@ def cases_from_folders(images: Path, references: Path, predictions: Path) -> lis
 
 def cases_from_sheet(sheet: Path, predictions: Path | None = None) -> list[CaseFiles]:
     """Cases of a case sheet (columns case_id, image, label[, prediction]); without a ``prediction`` column the
-    predictions are ``<predictions>/<case_id>.nii.gz`` (or another image suffix)."""
+    predictions are ``<predictions>/<case_id>.nii.gz`` or ``<case_id>_cac.nii.gz`` (as ``s2cac predict``
+    writes them; or another image suffix)."""
     from s2cac.data.cases import load_case_sheet
 
     df = load_case_sheet(sheet)

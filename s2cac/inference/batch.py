@@ -8,6 +8,10 @@ For each case (``<case>`` = file name without extension, or the DICOM series' fo
 
 A case that fails (unreadable file, not CT, bad name, ...) gets ``status=failed`` and its error in the CSV;
 the other cases still run.
+
+Predicting into a folder that already holds results merges ``scores.csv``: the rows of earlier cases are kept,
+a case predicted again gets this run's row (and its mask and QC picture are replaced). A ``scores.csv`` that
+was not written by ``s2cac predict`` is never replaced: the run is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ import numpy as np
 
 from s2cac.data.atomic import atomic_path
 from s2cac.data.nnunet_raw import HUWindow
+from s2cac.io.images import IMAGE_SUFFIXES
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 CSV_COLUMNS = (
     "case", "status", "agatston", "volume_mm3", "mass_mg", "n_lesions", "risk_category",
     "mask_voxels", "runtime_s", "input", "error",
@@ -49,10 +54,22 @@ class PredictOptions:
     device: str = "auto"
     step: float = 0.5
     tta: bool = False
-    threshold_hu: float = 130.0
+    threshold_hu: float = CALCIUM_THRESHOLD_HU
     qc: bool = True
     mass_calibration: float | None = None
     window: HUWindow | None = None  # None = the window the model was trained with
+
+    def __post_init__(self) -> None:
+        import math
+
+        if not math.isfinite(self.threshold_hu):
+            raise ValueError(f"threshold_hu must be a finite number of HU, got {self.threshold_hu}")
+        if self.mass_calibration is not None and not (
+            math.isfinite(self.mass_calibration) and self.mass_calibration > 0
+        ):
+            raise ValueError(f"mass_calibration must be a number > 0 (mg HA/cm^3 per HU), got {self.mass_calibration}")
+        if not 0 < self.step <= 1:
+            raise ValueError(f"step must be in (0, 1] (a fraction of the patch), got {self.step}")
 
 
 @dataclass
@@ -138,13 +155,43 @@ def write_mask(mask: np.ndarray, geometry, path: Path) -> None:
         sitk.WriteImage(image, str(tmp), True)
 
 
-def write_scores_csv(results: list[CaseResult], path: Path) -> None:
-    """Write ``scores.csv`` (columns :data:`CSV_COLUMNS`) atomically."""
+def read_scores_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of an existing ``scores.csv`` written by ``s2cac predict`` (empty when there is none).
+
+    Raises:
+        ValueError: ``path`` exists but is not such a file (it is then never replaced).
+    """
+    if not path.exists():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = tuple(reader.fieldnames or ())
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: cannot read the earlier results ({err}); choose another output folder") from err
+    if header != CSV_COLUMNS:
+        raise ValueError(
+            f"{path}: exists but was not written by s2cac predict (columns {list(header)[:4]}...); it is not "
+            "replaced: choose another output folder"
+        )
+    return rows
+
+
+def write_scores_csv(results: list[CaseResult], path: Path, previous: list[dict[str, str]] | None = None) -> None:
+    """Write ``scores.csv`` (columns :data:`CSV_COLUMNS`) atomically: ``previous`` rows, then this run's.
+
+    A case of ``previous`` that is in ``results`` gets the row of ``results`` (one row per case).
+    """
     from s2cac.data.atomic import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
     writer.writeheader()
+    new = {r.case for r in results}
+    for row in previous or []:
+        if row["case"] not in new:
+            writer.writerow(row)
     for r in results:
         writer.writerow(r.row())
     atomic_write_text(path, buf.getvalue())
@@ -235,6 +282,9 @@ def predict_cases(
     out_dir = Path(out_dir)
     if not cases:
         raise ValueError("no cases to predict")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: output exists and is not a folder")
+    previous = read_scores_csv(out_dir / "scores.csv")  # refuses a foreign scores.csv before anything runs
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     if options.window is None:
         options = dataclasses.replace(options, window=loaded.hu_window)
@@ -254,7 +304,7 @@ def predict_cases(
             seen.add(case.name)
             res = predict_case(predictor, case, out_dir, options)
         results.append(res)
-        write_scores_csv(results, out_dir / "scores.csv")
+        write_scores_csv(results, out_dir / "scores.csv", previous)
         elapsed = time.perf_counter() - t_start
         eta = elapsed / i * (len(cases) - i)
         what = (

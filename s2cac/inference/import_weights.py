@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from s2cac.inference.model_io import ModelError, write_model_folder, write_package
+from s2cac.inference.model_io import ModelError, check_output, write_model_folder, write_package
 from s2cac.inference.plans import make_dataset_json, make_plans
 
 if TYPE_CHECKING:
@@ -127,14 +127,17 @@ def load_original_checkpoint(path: str | Path) -> dict[str, Any]:
         try:
             needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
         except Exception as err:  # noqa: BLE001
-            raise ModelError(f"{path}: not a loadable torch checkpoint: {first}") from err
+            detail = str(first).strip().splitlines()[0] if str(first).strip() else type(first).__name__
+            if path.stat().st_size == 0:
+                detail = "empty file"
+            raise ModelError(f"{path}: not a loadable torch checkpoint (truncated or damaged? {detail})") from err
         allowed = {f"{g.__module__}.{g.__qualname__}" for g in ALLOWED_NUMPY_GLOBALS}
         allowed |= {"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"}
         unsafe = sorted(set(needed) - allowed)
         if unsafe:
             raise ModelError(
-                f"{path}: refusing to load: the pickle references {unsafe}, which are not plain weights or numpy "
-                "scalars (loading it would need weights_only=False and could run arbitrary code)"
+                f"{path}: not a safe checkpoint: it references {unsafe}, which are not plain weights or numpy "
+                "scalars and could run code when loaded; it was refused and nothing was run"
             ) from first
         with torch.serialization.safe_globals(ALLOWED_NUMPY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -196,7 +199,7 @@ def _their_plans(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return plans, conf
 
 
-def import_original_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
+def import_original_checkpoint(checkpoint: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
     """Convert their checkpoint into our model folder, or a package if ``out`` ends with ``.zip``.
 
     The model's config records ``network: paper`` with ``network_overrides`` = :data:`ORIGINAL_OVERRIDES`, so
@@ -205,11 +208,14 @@ def import_original_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     Args:
         checkpoint: ``checkpoint_S2CAC.pth`` (teacher weights, nnU-Net checkpoint dict).
         out: output model folder or ``.zip`` package.
+        overwrite: replace an existing ``out``; only an s2cac package, model folder or empty folder is ever
+            replaced (see :func:`~s2cac.inference.model_io.check_output`).
 
     Returns:
         The written path.
     """
     checkpoint = Path(checkpoint)
+    check_output(out, overwrite, "package" if Path(out).suffix.lower() == ".zip" else "folder")
     ckpt = load_original_checkpoint(checkpoint)
     theirs = original_state_dict(ckpt, str(checkpoint))
     check_layout(theirs, str(checkpoint))

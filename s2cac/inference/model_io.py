@@ -88,7 +88,7 @@ class LoadedModel:
     def hu_window(self) -> HUWindow:
         """The HU window the model was trained with (dataset.json ``s2cac_hu_window``; METHOD.md's by default)."""
         w = self.dataset_json.get("s2cac_hu_window") or {}
-        return HUWindow(float(w.get("level", 130.0)), float(w.get("width", 850.0)))
+        return HUWindow(float(w.get("level", HUWindow.level)), float(w.get("width", HUWindow.width)))
 
     @property
     def network_spec(self) -> dict[str, Any]:
@@ -142,10 +142,12 @@ def _load_weights(data: bytes | Path, where: str) -> dict[str, torch.Tensor]:
 
 def _load_checkpoint(data: bytes | Path, where: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state_dict, the checkpoint's other entries) via ``torch.load(weights_only=True)``."""
+    from s2cac.training.checkpoint import CheckpointError, safe_torch_load
+
     try:
-        obj = torch.load(io.BytesIO(data) if isinstance(data, bytes) else data, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - pickle/zip errors have many types; all mean "not loadable"
-        raise ModelError(f"{where}: cannot load weights safely (torch.load weights_only=True): {err}") from err
+        obj = safe_torch_load(io.BytesIO(data) if isinstance(data, bytes) else data, where)
+    except CheckpointError as err:
+        raise ModelError(str(err)) from err
     if not isinstance(obj, dict):
         raise ModelError(f"{where}: expected a dict of tensors or a checkpoint dict, got {type(obj).__name__}")
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -215,6 +217,12 @@ def find_teacher_checkpoint(folder: Path) -> Path:
     found = sorted(folder.glob("*teacher*.pth"))
     if found:
         return found[0]
+    runs = sorted(p.name for p in folder.glob("*/") if (p / "plans.json").is_file() or any(p.glob("*/plans.json")))
+    if runs:
+        raise ModelError(
+            f"{folder}: not a model folder, but it holds {', '.join(runs[:5])}: give one of them "
+            f"(a model folder is .../fold<f>/seed<s>, with plans.json and a checkpoint)"
+        )
     raise ModelError(f"{folder}: no teacher checkpoint; expected one of {list(TEACHER_CHECKPOINTS)}")
 
 
@@ -225,6 +233,8 @@ def load_model_folder(folder: str | Path, checkpoint: str | Path | None = None) 
         raise ModelError(f"{folder}: not a model folder")
     if checkpoint in ("best", "final"):
         checkpoint = folder / f"checkpoint_{checkpoint}.pth"
+    elif checkpoint is not None and not Path(checkpoint).is_absolute() and (folder / checkpoint).is_file():
+        checkpoint = folder / checkpoint  # a name inside the model folder
     ckpt = Path(checkpoint) if checkpoint is not None else find_teacher_checkpoint(folder)
     if not ckpt.is_file():
         raise ModelError(f"{ckpt}: no such checkpoint")
@@ -266,7 +276,10 @@ def load_package(path: str | Path) -> LoadedModel:
             raise ModelError(f"{path}: manifest must list the sha256 of exactly {sorted(expected)}")
         if names != expected | {"manifest.json"}:
             raise ModelError(f"{path}: members {sorted(names)} differ from {sorted(expected | {'manifest.json'})}")
-        data = {name: zf.read(name) for name in expected}
+        try:
+            data = {name: zf.read(name) for name in expected}
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:  # a bad CRC or a cut file
+            raise ModelError(f"{path}: damaged package ({err}); copy or export it again") from err
     bad = [name for name in sorted(expected) if sha256_bytes(data[name]) != sums[name]]
     if bad:
         raise ModelError(f"{path}: checksum mismatch for {bad}: the file was modified or damaged; refusing it")
@@ -293,6 +306,8 @@ def load_model(path: str | Path, checkpoint: str | Path | None = None) -> Loaded
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such model folder or file")
+    if checkpoint is not None and not path.is_dir():
+        raise ModelError(f"{path}: a package holds one set of weights; a checkpoint choice applies to model folders")
     return load_model_folder(path, checkpoint) if path.is_dir() else load_package(path)
 
 
@@ -401,8 +416,56 @@ def write_model_folder(
     return out_dir
 
 
-def export_model(model_dir: str | Path, out_file: str | Path, checkpoint: str | Path | None = None) -> Path:
-    """Package a model folder (its teacher weights) into one verified file; returns ``out_file``."""
+def is_package(path: str | Path) -> bool:
+    """True when ``path`` is a zip file holding a ``manifest.json`` (an s2cac model package)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "manifest.json" in zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def is_model_folder(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding ``plans.json`` and a teacher checkpoint (a model folder)."""
+    path = Path(path)
+    return (path / "plans.json").is_file() and any((path / n).is_file() for n in TEACHER_CHECKPOINTS)
+
+
+def check_output(out: str | Path, overwrite: bool, kind: str) -> None:
+    """Refuse to replace anything at ``out`` unless ``overwrite`` and it is an s2cac model of the same kind.
+
+    Args:
+        out: the package file or model folder to write.
+        overwrite: the user asked to replace an existing output (``--overwrite``).
+        kind: ``package`` or ``folder``.
+
+    Raises:
+        ModelError: ``out`` exists and may not be replaced (the message says why and what to do).
+    """
+    out = Path(out)
+    if not out.exists():
+        return
+    if kind == "package" and out.is_dir():
+        raise ModelError(f"{out}: is a folder; give the package's file name (e.g. {out / 'model.zip'})")
+    if kind == "folder" and not out.is_dir():
+        raise ModelError(f"{out}: exists and is not a folder")
+    if not overwrite:
+        raise ModelError(f"{out}: already exists; choose a new name, or pass --overwrite to replace it")
+    is_model = is_package(out) if kind == "package" else is_model_folder(out) or not any(out.iterdir())
+    if not is_model:
+        what = "an s2cac model package" if kind == "package" else "an s2cac model folder (or empty)"
+        raise ModelError(f"{out}: is not {what}; refusing to replace it even with --overwrite")
+
+
+def export_model(
+    model_dir: str | Path, out_file: str | Path, checkpoint: str | Path | None = None, *, overwrite: bool = False
+) -> Path:
+    """Package a model folder (its teacher weights) into one verified file; returns ``out_file``.
+
+    An existing ``out_file`` is replaced only with ``overwrite`` and only when it is a package itself (see
+    :func:`check_output`): a checkpoint or any other file is never replaced.
+    """
+    check_output(out_file, overwrite, "package")
     model = load_model_folder(model_dir, checkpoint)
     extra = {"exported_from": Path(model_dir).name}
     return write_package(out_file, model.state_dict, model.plans, model.dataset_json, model.config, extra)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+#: File endings of the image formats s2cac finds in folders (besides DICOM series folders).
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 # Directions within this tolerance of a signed identity are axial (cosines are unitless).
 DIRECTION_TOL = 1e-3
 # DICOM slice gaps may differ from their median by max(SLICE_GAP_ABS_TOL mm, SLICE_GAP_REL_TOL x median).
@@ -119,7 +121,8 @@ def read_image(path: str | Path, *, copy: bool = True) -> tuple[np.ndarray, Geom
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: unreadable or corrupt file, not 3D, no or several DICOM series, not axial, uneven spacing.
+        ValueError: unreadable, truncated or corrupt file (see :mod:`s2cac.io.verify`), NaN/infinite voxels, not
+            3D, no or several DICOM series, not axial, uneven spacing.
     """
     path = Path(path)
     if not path.exists():
@@ -141,6 +144,12 @@ def read_image(path: str | Path, *, copy: bool = True) -> tuple[np.ndarray, Geom
 
 
 def _read_file(path: Path) -> sitk.Image:
+    from s2cac.io.verify import TruncatedImageError, verify_image_file
+
+    try:
+        verify_image_file(path)  # ITK reads a truncated NIfTI file without error, filling the rest with zeros
+    except TruncatedImageError as err:
+        raise ValueError(f"{path}: cannot read image: {err.reason}") from err
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -231,8 +240,9 @@ def check_hu(array: np.ndarray, path: str | Path) -> np.ndarray:
     if array.size == 0:
         raise ValueError(f"{path}: empty image")
     if np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{path}: image holds NaN or infinite values; expected integer HU")
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise ValueError(f"{path}: image holds {finite.size - np.count_nonzero(finite)} NaN or infinite voxel(s)")
         rounded = np.rint(array)
         if np.any(np.abs(array - rounded) > 1e-3):
             raise ValueError(f"{path}: image holds non-integer intensities; expected integer HU (CT)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from s2cac.nets.dualpath import DualPathNet
@@ -43,7 +44,8 @@ def build_network(preset: str = "paper", **overrides: Any) -> DualPathNet:
     """Build a :class:`DualPathNet` from a preset name plus constructor overrides (validated)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown network preset {preset!r}; choose from {sorted(PRESETS)}")
-    unknown = set(overrides) - set(DualPathNet.__init__.__code__.co_varnames[1:])
+    # the constructor's parameters only (co_varnames would also accept its local variable names)
+    unknown = set(overrides) - (set(inspect.signature(DualPathNet.__init__).parameters) - {"self"})
     if unknown:
         raise ValueError(f"unknown network argument(s) {sorted(unknown)} for preset {preset!r}")
     return DualPathNet(**{**PRESETS[preset], **overrides})

@@ -1,6 +1,7 @@
 """Calcium scoring: Agatston, volume and mass per label and in total (pure numpy)."""
 
 from s2cac.scoring.agatston import (
+    CALCIUM_THRESHOLD_HU,
     RISK_BOUNDS,
     LabelScore,
     ScoreResult,
@@ -11,6 +12,7 @@ from s2cac.scoring.agatston import (
 )
 
 __all__ = [
+    "CALCIUM_THRESHOLD_HU",
     "RISK_BOUNDS",
     "LabelScore",
     "ScoreResult",

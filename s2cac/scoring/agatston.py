@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 RISK_BOUNDS = (0, 10, 100, 400)
+#: Calcium is >= 130 HU (Agatston 1990, at 120 kVp): the one default of every threshold_hu in s2cac.
+CALCIUM_THRESHOLD_HU = 130.0
 #: Up to this many candidate voxels, lesions are labelled on the sparse candidates with numpy alone (fast for
 #: calcium masks, no labelling library to import); above it (e.g. a large region of interest), with cc3d on a
 #: dense image of their bounding box, which is faster there.
@@ -263,7 +265,7 @@ def score_mask(
     mask: np.ndarray,
     spacing_zyx: tuple[float, float, float],
     *,
-    threshold_hu: float = 130,
+    threshold_hu: float = CALCIUM_THRESHOLD_HU,
     connectivity: int = 8,
     min_area_mm2: float = 1.0,
     mass_calibration: float | None = None,

@@ -40,26 +40,30 @@ def score_rows(result: ScoreResult, with_mass: bool) -> list[dict[str, Any]]:
 
 
 def write_scores(result: ScoreResult, out: str | Path | None, *, as_json: bool = False, meta: dict | None = None):
-    """Write the score table as CSV (or JSON with ``meta``) to ``out``, or to stdout when ``out`` is None."""
+    """Write the score table as CSV (or JSON with ``meta``) to ``out`` (atomically), or to stdout when None."""
     with_mass = result.total.mass_mg is not None
     rows = score_rows(result, with_mass)
     columns = ["label", "agatston", "volume_mm3", *(["mass_mg"] if with_mass else []), "n_lesions", "risk_category"]
-    stream: IO[str]
-    stream = sys.stdout if out is None else open(out, "w", newline="", encoding="utf-8")
-    try:
-        if as_json:
-            import json  # only when asked for
+    if out is None:
+        _write_table(sys.stdout, rows, columns, as_json, meta)
+        return
+    from s2cac.data.atomic import atomic_path
 
-            json.dump({**(meta or {}), "scores": [{c: r[c] for c in columns} for r in rows]}, stream, indent=2)
-            stream.write("\n")
-        else:
-            writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({c: _fmt(r[c]) for c in columns})
-    finally:
-        if out is not None:
-            stream.close()
+    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as stream:
+        _write_table(stream, rows, columns, as_json, meta)
+
+
+def _write_table(stream: IO[str], rows: list[dict], columns: list[str], as_json: bool, meta: dict | None) -> None:
+    if as_json:
+        import json  # only when asked for
+
+        json.dump({**(meta or {}), "scores": [{c: r[c] for c in columns} for r in rows]}, stream, indent=2)
+        stream.write("\n")
+    else:
+        writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({c: _fmt(r[c]) for c in columns})
 
 
 def _fmt(value: Any) -> Any:

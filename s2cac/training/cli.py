@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError("--threads must be >= 1")
         torch.set_num_threads(args.threads)
+    from s2cac.training.config_check import check_method_files
+
+    check_method_files(args.config, args.experiment, args.experiments_file)  # schema errors naming file and key
     config = load_method_config(args.config, args.experiment, args.experiments_file)
     summary = train_model(
         args.preprocessed,

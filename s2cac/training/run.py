@@ -18,7 +18,10 @@ def read_split(path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split file not found")
-    split = json.loads(path.read_text())
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a valid split JSON ({err})") from err
     if not isinstance(split, dict) or "labeled" not in split or "validation" not in split:
         raise ValueError(f"{path}: a split needs at least 'labeled' and 'validation' lists")
     # scalar metadata (seed, fold, labeled_ratio) is allowed; an unknown list of cases is an error

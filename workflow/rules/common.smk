@@ -12,16 +12,21 @@ REPO = Path(workflow.basedir)
 SPLITS = config["splits"]
 
 
-def _ratio_tag(ratio):
-    return f"{round(float(ratio) * 100, 6):g}"
+sys.path.insert(0, str(REPO))  # the workflow imports s2cac (config checks, path tags, stage versions)
+from s2cac.data.splits import ratio_tag  # the one definition of the labeled{pct} path tag
 
-
-RATIO_TAGS = [_ratio_tag(r) for r in SPLITS["labeled_ratios"]]
+RATIO_TAGS = [ratio_tag(r) for r in SPLITS["labeled_ratios"]]
 
 if config["dataset"]["source"] == "case_sheet" and not config["dataset"].get("case_sheet"):
     raise ValueError("config: dataset.source is case_sheet but dataset.case_sheet (the TSV path) is not set")
+if config["dataset"]["source"] == "case_sheet":
+    from s2cac.data.cases import CaseSheetError, check_sheet_files, load_case_sheet
+
+    try:  # columns, ids and that every named file exists, now (-n too); the import job reads every file
+        check_sheet_files(load_case_sheet(config["dataset"]["case_sheet"]))
+    except CaseSheetError as err:
+        raise ValueError(f"config: dataset.case_sheet: {err}") from None
 if config["dataset"]["source"] == "synthetic":
-    sys.path.insert(0, str(REPO))
     from s2cac.synth.config import SynthConfig
 
     config["dataset"].setdefault("synthetic", {})
@@ -34,12 +39,7 @@ for fold in SPLITS["folds"]:
         raise ValueError(f"config: splits.folds has fold {fold} but splits.n_folds is {SPLITS['n_folds']}")
 
 
-def package_code(*subpackages):
-    """Source files of the given s2cac subpackages, to be declared as inputs (editing the code reruns the job)."""
-    files = []
-    for sub in subpackages:
-        files += sorted(str(p) for p in (REPO / "s2cac" / sub).rglob("*.py"))
-    return files
+from s2cac.stages import STAGE_VERSIONS  # each rule's params hold its stage's result version (re-run policy)
 
 
 def split_files(seed):
@@ -56,9 +56,13 @@ for name in TRAINING["run"]:
     if name not in EXPERIMENTS:
         raise ValueError(f"config: training.run names {name!r}, which is not under experiments: {sorted(EXPERIMENTS)}")
 if EXPERIMENTS:
-    sys.path.insert(0, str(REPO))
     from s2cac.training.config import MethodConfig, experiment_mapping
+    from s2cac.training.config_check import check_workflow_config
 
+    try:  # unknown keys and wrong types, blamed on training.defaults or the experiment that holds them
+        check_workflow_config(config)
+    except ValueError as err:
+        raise ValueError(f"config: {err}") from None
     for name in EXPERIMENTS:  # reject typos and impossible switch combinations now, not hours into a job
         try:
             MethodConfig.from_dict(experiment_mapping(config, name))

@@ -3,8 +3,6 @@
 if config["dataset"]["source"] == "synthetic":
 
     rule synthesize_cohort:
-        input:
-            code=package_code("synth", "scoring"),
         output:
             cases="results/data/{dataset}/cases.tsv",
             images=directory("results/data/{dataset}/images"),
@@ -17,6 +15,7 @@ if config["dataset"]["source"] == "synthetic":
             baseline="results/data/{dataset}/threshold_baseline.tsv",
         params:
             synthetic=config["dataset"]["synthetic"],
+            version=STAGE_VERSIONS["synthesize_cohort"],
         log:
             "logs/synthesize_cohort/{dataset}.log",
         benchmark:
@@ -35,9 +34,10 @@ else:
     rule import_case_sheet:
         input:
             sheet=config["dataset"].get("case_sheet", ""),
-            code=package_code("data"),
         output:
             cases="results/data/{dataset}/cases.tsv",
+        params:
+            version=STAGE_VERSIONS["import_case_sheet"],
         log:
             "logs/import_case_sheet/{dataset}.log",
         benchmark:

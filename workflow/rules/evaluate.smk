@@ -7,7 +7,6 @@ rule evaluate:
         predictions="results/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}",
         cases="results/data/{dataset}/cases.tsv",
         split="results/splits/{dataset}/seed{seed}/fold{fold}/labeled{ratio}.json",
-        code=package_code("evaluation", "scoring", "io"),
     output:
         summary="results/evaluate/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}/summary.json",
         per_case="results/evaluate/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}/per_case.csv",
@@ -22,6 +21,8 @@ rule evaluate:
         ),
     params:
         options=config["evaluate"],
+        version=STAGE_VERSIONS["evaluate"],
+        threshold_hu=config["predict"]["threshold_hu"],  # one threshold: the masks were cut at it, scores use it
     log:
         "logs/evaluate/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:

@@ -7,11 +7,11 @@ rule predict:
         model="results/models/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}/checkpoint_final.pth",
         cases="results/data/{dataset}/cases.tsv",
         split="results/splits/{dataset}/seed{seed}/fold{fold}/labeled{ratio}.json",
-        code=package_code("inference", "nets", "scoring", "io"),
     output:
         directory("results/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}"),
     params:
         options={k: v for k, v in config["predict"].items() if k != "device"},  # device: execution setting
+        version=STAGE_VERSIONS["predict"],
     log:
         "logs/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:

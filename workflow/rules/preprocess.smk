@@ -4,11 +4,11 @@
 rule nnunet_raw:
     input:
         cases="results/data/{dataset}/cases.tsv",
-        code=package_code("data"),
     output:
         directory("results/nnunet/raw/Dataset{id}_{dataset}"),
     params:
         window=config["preprocess"]["hu_window"],
+        version=STAGE_VERSIONS["nnunet_raw"],
     log:
         "logs/nnunet_raw/Dataset{id}_{dataset}.log",
     benchmark:
@@ -26,7 +26,6 @@ rule nnunet_raw:
 rule nnunet_preprocess:
     input:
         raw="results/nnunet/raw/Dataset{id}_{dataset}",
-        code=package_code("data"),
     output:
         # The data folders (nnUNetPlans_3d_fullres/, gt_segmentations/) appear together with these files
         # (one atomic rename). They are not declared as directory() outputs because Snakemake would put a
@@ -37,6 +36,7 @@ rule nnunet_preprocess:
     params:
         target_spacing=config["preprocess"]["target_spacing"],
         patch_size=config["preprocess"]["patch_size"],
+        version=STAGE_VERSIONS["nnunet_preprocess"],
     log:
         "logs/nnunet_preprocess/Dataset{id}_{dataset}.log",
     benchmark:

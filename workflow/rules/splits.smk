@@ -4,7 +4,6 @@
 rule splits:
     input:
         cases="results/data/{dataset}/cases.tsv",
-        code=package_code("data"),
     output:
         nnunet="results/splits/{dataset}/seed{seed}/splits_final.json",
         roles=[f"results/splits/{{dataset}}/seed{{seed}}/fold{fold}/labeled{tag}.json"
@@ -14,6 +13,7 @@ rule splits:
         test_seed=SPLITS["test_seed"],
         n_folds=SPLITS["n_folds"],
         labeled_ratios=SPLITS["labeled_ratios"],
+        version=STAGE_VERSIONS["splits"],
     log:
         "logs/splits/{dataset}/seed{seed}.log",
     benchmark:

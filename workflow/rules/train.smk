@@ -8,7 +8,6 @@ rule train:
     input:
         plans=f"results/nnunet/preprocessed/{NNUNET_FOLDER}/nnUNetPlans.json",
         split="results/splits/{dataset}/seed{seed}/fold{fold}/labeled{ratio}.json",
-        code=package_code("training", "nets", "data"),
     output:
         final="results/models/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}/checkpoint_final.pth",
         curves=report(
@@ -19,6 +18,7 @@ rule train:
         ),
     params:
         method=get_method,  # execution settings (training.device, threads, data_workers) are not params: no retrain
+        version=STAGE_VERSIONS["train"],  # code edits re-run no training unless this is bumped (s2cac/stages.py)
     log:
         "logs/train/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:

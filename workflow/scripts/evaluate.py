@@ -24,5 +24,12 @@ with logged(snakemake.log[0]):
     opts = dict(snakemake.params.options)
     out = Path(snakemake.output.summary).parent
     with atomic_dir(out) as tmp:
-        summary = evaluate(cases, tmp, n_boot=opts.pop("bootstrap"), seed=opts.pop("seed"), **opts)
+        summary = evaluate(
+            cases,
+            tmp,
+            n_boot=opts.pop("bootstrap"),
+            seed=opts.pop("seed"),
+            threshold_hu=snakemake.params.threshold_hu,
+            **opts,
+        )
     print(json.dumps({k: summary[k] for k in list(summary)[:3]}, indent=2, default=str))
