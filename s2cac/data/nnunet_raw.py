@@ -18,6 +18,7 @@ import numpy as np
 
 from s2cac.data.atomic import atomic_dir, atomic_write_json
 from s2cac.data.cases import CaseSheetError, check_case, load_case_sheet
+from s2cac.inference.scan_qc import SYNTHETIC_MARK, describe_training_data
 
 #: nnU-Net channel normalisation that matches our pre-windowed uint8 images (divide by 255, nothing else).
 CHANNEL_NORMALIZATION = "rgb_to_0_1"
@@ -64,7 +65,7 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
     return f"Dataset{int(dataset_id):03d}_{name}"
 
 
-def _convert_case(row, images_dir: Path, labels_dir: Path, window: HUWindow) -> str:
+def _convert_case(row, images_dir: Path, labels_dir: Path, window: HUWindow) -> tuple[str, dict]:
     import SimpleITK as sitk
 
     check_case(row)  # readable, 3D, label on the image grid, non-negative integer labels
@@ -85,7 +86,10 @@ def _convert_case(row, images_dir: Path, labels_dir: Path, window: HUWindow) -> 
     binary = sitk.GetImageFromArray((sitk.GetArrayViewFromImage(lab) > 0).astype(np.uint8))
     binary.CopyInformation(img)  # the label grid was checked to match within tolerance; make it exact
     sitk.WriteImage(binary, str(labels_dir / f"{cid}.nii.gz"), useCompression=True)
-    return cid
+    notes = " ".join(img.GetMetaData(k) for k in ("descrip", "ITK_FileNotes") if img.HasMetaDataKey(k))
+    sx, sy, sz = img.GetSpacing()
+    facts = {"spacing_zyx": (sz, sy, sx), "shape_zyx": hu.shape, "synthetic": SYNTHETIC_MARK in notes}
+    return cid, facts
 
 
 def write_raw_dataset(
@@ -97,10 +101,15 @@ def write_raw_dataset(
     window: HUWindow = HUWindow(),
     threads: int = 1,
     progress: bool = True,
+    data_kind: str | None = None,
 ) -> Path:
     """Convert every case of a case sheet into ``raw_root/DatasetXXX_name`` (imagesTr, labelsTr, dataset.json).
 
-    The folder is written atomically: it appears complete or not at all.
+    The folder is written atomically: it appears complete or not at all. dataset.json records what the data
+    is (``s2cac_training_data``: kind, spacing and field-of-view range, case count); a model trained on it
+    carries that along, and ``s2cac predict`` warns about scans outside it (:mod:`s2cac.inference.scan_qc`).
+    ``data_kind`` (``synthetic``, ``real``, ``unknown``) defaults to ``synthetic`` when every image carries
+    the mark ``s2cac synth`` writes, else ``unknown``.
 
     Returns:
         The dataset folder.
@@ -112,10 +121,17 @@ def write_raw_dataset(
         images.mkdir()
         labels.mkdir()
         rows = [row for _, row in sheet.iterrows()]
+        facts = []
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            for i, cid in enumerate(pool.map(lambda r: _convert_case(r, images, labels, window), rows), 1):
+            for i, (cid, f) in enumerate(pool.map(lambda r: _convert_case(r, images, labels, window), rows), 1):
+                facts.append(f)
                 if progress:
                     print(f"[nnunet-raw] {i}/{len(rows)} {cid}", file=sys.stderr, flush=True)
+        if data_kind is None:
+            data_kind = "synthetic" if facts and all(f["synthetic"] for f in facts) else "unknown"
+        training = describe_training_data(
+            dataset_name, data_kind, [f["spacing_zyx"] for f in facts], [f["shape_zyx"] for f in facts]
+        )
         lo, hi = window.bounds
         atomic_write_json(
             tmp / "dataset.json",
@@ -127,6 +143,7 @@ def write_raw_dataset(
                 "numTraining": len(rows),
                 "file_ending": ".nii.gz",
                 "s2cac_hu_window": {"level": window.level, "width": window.width},
+                "s2cac_training_data": training,
             },
         )
     return final
