@@ -1,11 +1,26 @@
-"""Seconds per CT volume through ``s2cac predict``'s nnU-Net predictor: S2CAC ``tiny`` vs a plain nnU-Net U-Net.
+"""CPU seconds per CT volume through ``s2cac predict``'s predictor, with and without exact window skipping,
+against nnU-Net's own predictor running a plain nnU-Net U-Net of the same size.
 
-Both networks run through the same ``nnUNetPredictor`` (same plans, patch, step 0.5, Gaussian weighting,
-preprocessing and export to the input grid) in the same run, each in its own subprocess so that its peak
-memory (ru_maxrss) is its own. Weights are random: this measures speed, not accuracy.
+The volume is a realistic 512 x 512 gated cardiac scan from the synthetic generator (adult anatomy in a
+~220 mm field of view: body, lungs, heart with calcified plaques, aorta, spine, ribs, sternum, correlated
+noise; ``s2cac.synth``), 0.43 mm pixels, 3 mm slices, resampled by nnU-Net to the plans' 0.369 mm. Variants,
+each in its own subprocess (its own peak RSS and CPU time), all in the same run:
 
-    .venv/bin/python benchmarks/bench_predict.py                       # 32 x 256 x 256, ~1 min on 2 cores
-    .venv/bin/python benchmarks/bench_predict.py --shape 64 512 512    # the full-size volume, ~7 min on 2 cores
+- ``nnunet_plain``: nnU-Net's ``nnUNetPredictor`` with a PlainConvUNet 8/16/32/32 (random weights), every window,
+  one window per network call (nnU-Net's loop);
+- ``tiny_before``: S2CAC ``tiny`` through our predictor as it was before window skipping (every window, one
+  per call);
+- ``tiny_noskip``: every window, ``window_batch`` windows per call;
+- ``tiny_skip``: what ``s2cac predict`` now does: windows that cannot change a voxel >= 130 HU are skipped.
+
+The exported masks (network AND HU >= 130) of ``tiny_skip`` and ``tiny_noskip`` must be identical (checked);
+the voxels where they differ from ``tiny_before`` (float rounding of batched convolutions) are counted.
+Weights are random: this measures speed, not accuracy. CPU time = the process's user + system seconds (all
+its threads), reported beside wall time because the machine may be shared.
+
+    .venv/bin/python benchmarks/bench_predict.py                     # 16 x 512 x 512, a few CPU-minutes
+    .venv/bin/python benchmarks/bench_predict.py --slices 64         # the full-size scan
+    .venv/bin/python benchmarks/bench_predict.py --variants tiny_skip paper_skip   # also the paper network
 """
 
 from __future__ import annotations
@@ -16,8 +31,13 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-SPACING = (3.0, 0.369, 0.369)  # the paper's target spacing: no resampling, the network dominates
+PLANS_SPACING = (3.0, 0.369, 0.369)  # the paper's target spacing
+SCAN_SPACING_XY = 0.43
+THRESHOLD_HU = 130.0
+VARIANTS = ("nnunet_plain", "tiny_before", "tiny_noskip", "tiny_skip", "paper_skip")
+OUT = Path(__file__).resolve().parent / "out"
 
 
 def _plain_unet():
@@ -34,69 +54,138 @@ def _plain_unet():
     )  # fmt: skip
 
 
-def run_variant(variant: str, shape: tuple[int, int, int], patch: tuple[int, int, int], threads: int) -> dict:
-    """Predict one synthetic volume with one network; returns timings, parameter count and peak RSS."""
+def phantom(slices: int):
+    """(hu int16 (slices, 512, 512), spacing) of synthetic case 0, cached under benchmarks/out/."""
+    import numpy as np
+
+    path = OUT / f"phantom_{slices}x512x512.npy"
+    spacing = (3.0, SCAN_SPACING_XY, SCAN_SPACING_XY)
+    if path.is_file():
+        return np.load(path), spacing
+    from s2cac.synth.cohort import synthesize_case
+    from s2cac.synth.config import SynthConfig
+
+    cfg = SynthConfig(
+        n_cases=1, negative_fraction=0.0, shape_zyx=[slices, 512, 512], spacing_xy_mm=[SCAN_SPACING_XY] * 2
+    )
+    hu = synthesize_case(cfg, 0).hu
+    OUT.mkdir(exist_ok=True)
+    np.save(path, hu)
+    return hu, spacing
+
+
+def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads: int, window_batch: int) -> dict:
+    """Predict the phantom with one variant; returns seconds, CPU seconds, window counts and peak RSS."""
     import numpy as np
     import torch
 
     from s2cac.inference.model_io import LoadedModel
     from s2cac.inference.plans import make_dataset_json, make_plans
-    from s2cac.inference.predictor import make_predictor, predict_network_mask
+    from s2cac.inference.predictor import make_predictor, predict_network_labels
     from s2cac.nets import build_network
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = build_network("tiny", fg_prior=0.01)
-    config = {"network": "tiny", "network_overrides": {"fg_prior": 0.01}, "use_score_head": True}
-    model = LoadedModel(net.state_dict(), make_plans(patch, SPACING), make_dataset_json(), config, "bench")
-    predictor = make_predictor(model, device="cpu", step=0.5)
-    if variant == "s2cac_tiny":
-        n_params = sum(
-            p.numel() for n, p in net.named_parameters() if not n.startswith(("memory", "pos_", "conn", "score"))
-        )
-    else:
+    hu, spacing = phantom(slices)
+    preset = "paper" if variant.startswith("paper") else "tiny"
+    net = build_network(preset, fg_prior=0.01)
+    config = {"network": preset, "network_overrides": {"fg_prior": 0.01}, "use_score_head": True}
+    model = LoadedModel(net.state_dict(), make_plans(patch, PLANS_SPACING), make_dataset_json(), config, "bench")
+    batch = 1 if variant in ("nnunet_plain", "tiny_before") else window_batch
+    predictor = make_predictor(model, device="cpu", step=0.5, window_batch=batch)
+    n_params = sum(
+        p.numel() for n, p in net.named_parameters() if not n.startswith(("memory", "pos_", "conn", "score"))
+    )
+    if variant == "nnunet_plain":
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
         plain = _plain_unet().eval()
-        predictor.network, predictor.list_of_parameters = plain, [plain.state_dict()]
-        n_params = sum(p.numel() for p in plain.parameters())
-    rng = np.random.default_rng(0)
-    hu = rng.normal(40, 200, shape).clip(-1024, 1500).astype(np.int16)
-    predict_network_mask(predictor, hu[: patch[0], : patch[1], : patch[2]], SPACING)  # warm-up
-    t0 = time.perf_counter()
-    mask = predict_network_mask(predictor, hu, SPACING)
-    seconds = time.perf_counter() - t0
-    assert mask.shape == hu.shape
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    return {"variant": variant, "seconds": seconds, "params_seg_path": n_params, "peak_rss_mib": peak_mib}
+        base = nnUNetPredictor(
+            tile_step_size=0.5,
+            use_gaussian=True,
+            use_mirroring=False,
+            perform_everything_on_device=False,
+            device=torch.device("cpu"),
+            allow_tqdm=False,
+        )
+        pm, cm, ds = predictor.plans_manager, predictor.configuration_manager, predictor.dataset_json
+        base.manual_initialization(plain, pm, cm, [plain.state_dict()], ds, "PlainConvUNet", (0, 1, 2))
+        predictor, n_params = base, sum(p.numel() for p in plain.parameters())
+    threshold = THRESHOLD_HU if variant.endswith("_skip") else None
+    predict_network_labels(predictor, hu[: patch[0], :256, :256], spacing, threshold_hu=threshold)  # warm-up
+    t0, c0 = time.perf_counter(), time.process_time()
+    labels, stats = predict_network_labels(predictor, hu, spacing, threshold_hu=threshold)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    exported = (labels != 0) & (hu >= THRESHOLD_HU)
+    OUT.mkdir(exist_ok=True)
+    np.save(OUT / f"mask_{variant}_{slices}.npy", exported)
+    return {
+        "variant": variant,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "windows_total": stats.windows_total if stats else None,
+        "windows_run": stats.windows_run if stats else None,
+        "parts_s": stats.seconds if stats else {},
+        "params_seg_path": n_params,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "candidates": int((hu >= THRESHOLD_HU).sum()),
+        "exported_voxels": int(exported.sum()),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", type=int, nargs=3, default=[32, 256, 256], metavar=("Z", "Y", "X"))
+    parser.add_argument("--slices", type=int, default=16, help="slices of the 512 x 512 scan (default 16)")
     parser.add_argument("--patch", type=int, nargs=3, default=[16, 128, 128], metavar=("Z", "Y", "X"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variant", choices=["s2cac_tiny", "plain_unet"], help=argparse.SUPPRESS)
+    parser.add_argument("--window-batch", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:4]))
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    shape, patch = tuple(args.shape), tuple(args.patch)
+    patch = tuple(args.patch)
     if args.variant:  # child process
-        print(json.dumps(run_variant(args.variant, shape, patch, args.threads)))
+        print(json.dumps(run_variant(args.variant, args.slices, patch, args.threads, args.window_batch)))
         return 0
+    import numpy as np
+
+    phantom(args.slices)  # build the cached volume once, outside the timed children
     results = {}
-    for variant in ("plain_unet", "s2cac_tiny"):
-        cmd = [sys.executable, __file__, "--variant", variant, "--shape", *map(str, shape), "--patch", *map(str, patch),
-               "--threads", str(args.threads)]  # fmt: skip
+    for variant in args.variants:
+        cmd = [sys.executable, __file__, "--variant", variant, "--slices", str(args.slices), "--patch",
+               *map(str, patch), "--threads", str(args.threads), "--window-batch", str(args.window_batch)]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return proc.returncode
         results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
-    base, ours = results["plain_unet"], results["s2cac_tiny"]
-    print(f"volume {shape} (z, y, x) at {SPACING} mm, patch {patch}, step 0.5, Gaussian, no TTA, "
-          f"CPU threads {args.threads}")  # fmt: skip
-    print(f"{'network':<12} {'params(seg)':>11} {'s/volume':>9} {'peak RSS MiB':>13}")
-    for r in (base, ours):
-        print(f"{r['variant']:<12} {r['params_seg_path']:>11,d} {r['seconds']:>9.2f} {r['peak_rss_mib']:>13.0f}")
-    print(f"ratio s2cac_tiny / plain_unet: time {ours['seconds'] / base['seconds']:.2f}x, "
-          f"peak RSS {ours['peak_rss_mib'] / base['peak_rss_mib']:.2f}x")  # fmt: skip
+        print(json.dumps(results[variant]), file=sys.stderr, flush=True)
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else "?"
+    print(f"scan {args.slices} x 512 x 512 at (3.0, {SCAN_SPACING_XY}, {SCAN_SPACING_XY}) mm -> plans "
+          f"{PLANS_SPACING} mm, patch {patch}, step 0.5, Gaussian, no TTA, torch threads {args.threads}, "
+          f"window batch {args.window_batch}, load average {' '.join(load)}")  # fmt: skip
+    print(f"{'variant':<13} {'params(seg)':>11} {'windows run':>12} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13}")
+    for r in results.values():
+        win = f"{r['windows_run']}/{r['windows_total']}" if r["windows_total"] else "all"
+        print(f"{r['variant']:<13} {r['params_seg_path']:>11,d} {win:>12} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
+              f"{r['peak_rss_mib']:>13.0f}")  # fmt: skip
+    ref = results.get("nnunet_plain") or results.get("tiny_before")
+    for name, r in results.items():
+        if ref is not None and r is not ref:
+            print(f"CPU-time ratio {name} / {ref['variant']}: {r['cpu_s'] / ref['cpu_s']:.3f}  "
+                  f"(wall {r['wall_s'] / ref['wall_s']:.3f})")  # fmt: skip
+    if "tiny_skip" in results and "tiny_noskip" in results:
+        s, n = results["tiny_skip"], results["tiny_noskip"]
+        print(f"CPU-time ratio tiny_skip / tiny_noskip: {s['cpu_s'] / n['cpu_s']:.3f}; windows skipped "
+              f"{s['windows_total'] - s['windows_run']} of {s['windows_total']}")  # fmt: skip
+    masks = {v: np.load(OUT / f"mask_{v}_{args.slices}.npy") for v in results if not v.startswith(("nnunet", "paper"))}
+    if "tiny_skip" in masks and "tiny_noskip" in masks:
+        same = np.array_equal(masks["tiny_skip"], masks["tiny_noskip"])
+        print(f"exported masks tiny_skip == tiny_noskip: {same}")
+        if not same:
+            return 1
+    if "tiny_skip" in masks and "tiny_before" in masks:
+        diff = int((masks["tiny_skip"] != masks["tiny_before"]).sum())
+        print(f"exported voxels differing tiny_skip vs tiny_before: {diff} of {int(masks['tiny_before'].sum())}")
     return 0
 
 

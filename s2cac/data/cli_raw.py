@@ -16,6 +16,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-level", type=float, default=default.level, help="HU window level (130)")
     parser.add_argument("--window-width", type=float, default=default.width, help="HU window width (850)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--labels", choices=["binary", "arteries"], default="binary",
+        help="binary calcium (default, the paper's) or artery labels 1-4 kept as LM, LAD, LCX, RCA",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data-kind", choices=["synthetic", "real", "unknown"], default=None,
+        help="what the scans are, recorded for predict's QC (default: synthetic if s2cac synth made them all)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
         args.name,
         window=HUWindow(args.window_level, args.window_width),
         threads=args.threads,
+        data_kind=args.data_kind,
+        label_mode=args.labels,
     )
     print(out)
     return 0

@@ -3,8 +3,8 @@
 nnU-Net's ``CT`` normalisation clips to percentiles of the *labelled* voxels; with calcium-only labels that
 is >= 130 HU and erases all anatomy. We therefore window the HU images ourselves (METHOD.md: level 130,
 width 850, i.e. [-295, 555] HU mapped linearly to [0, 255]) and store them as uint8, and declare the channel
-as ``rgb_to_0_1`` so that nnU-Net only divides by 255. Labels become binary (calcium = any label > 0).
-The original HU images stay where they are, for Agatston scoring.
+as ``rgb_to_0_1`` so that nnU-Net only divides by 255. Labels become binary (calcium = any label > 0), or
+keep the four arteries with ``label_mode="arteries"``. The original HU images stay where they are, for Agatston scoring.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from s2cac.data.atomic import atomic_dir, atomic_write_json
 from s2cac.data.cases import CaseSheetError, check_case, load_case_sheet
+from s2cac.inference.scan_qc import SYNTHETIC_MARK, describe_training_data
 
 #: nnU-Net channel normalisation that matches our pre-windowed uint8 images (divide by 255, nothing else).
 CHANNEL_NORMALIZATION = "rgb_to_0_1"
@@ -64,7 +65,17 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
     return f"Dataset{int(dataset_id):03d}_{name}"
 
 
-def _convert_case(row, images_dir: Path, labels_dir: Path, window: HUWindow) -> str:
+#: nnU-Net labels per label mode: binary calcium (the paper's), or the four coronary arteries (values 1-4 as in
+#: the synthetic cohort and COCA: LM, LAD, LCX, RCA; any other non-zero value is refused in that mode).
+LABELS = {
+    "binary": {"background": 0, "calcium": 1},
+    "arteries": {"background": 0, "LM": 1, "LAD": 2, "LCX": 3, "RCA": 4},
+}
+
+
+def _convert_case(
+    row, images_dir: Path, labels_dir: Path, window: HUWindow, label_mode: str = "binary"
+) -> tuple[str, dict]:
     import SimpleITK as sitk
 
     check_case(row)  # readable, 3D, label on the image grid, non-negative integer labels
@@ -82,10 +93,19 @@ def _convert_case(row, images_dir: Path, labels_dir: Path, window: HUWindow) -> 
     out.CopyInformation(img)
     sitk.WriteImage(out, str(images_dir / f"{cid}_0000.nii.gz"), useCompression=True)
     lab = sitk.ReadImage(row["label"])
-    binary = sitk.GetImageFromArray((sitk.GetArrayViewFromImage(lab) > 0).astype(np.uint8))
+    values = sitk.GetArrayViewFromImage(lab)
+    if label_mode == "arteries":
+        if values.max(initial=0) > 4:
+            raise CaseSheetError(f"case {cid}: label {row['label']} has values > 4; artery labels are 1-4")
+        binary = sitk.GetImageFromArray(np.asarray(values, dtype=np.uint8))
+    else:
+        binary = sitk.GetImageFromArray((values > 0).astype(np.uint8))
     binary.CopyInformation(img)  # the label grid was checked to match within tolerance; make it exact
     sitk.WriteImage(binary, str(labels_dir / f"{cid}.nii.gz"), useCompression=True)
-    return cid
+    notes = " ".join(img.GetMetaData(k) for k in ("descrip", "ITK_FileNotes") if img.HasMetaDataKey(k))
+    sx, sy, sz = img.GetSpacing()
+    facts = {"spacing_zyx": (sz, sy, sx), "shape_zyx": hu.shape, "synthetic": SYNTHETIC_MARK in notes}
+    return cid, facts
 
 
 def write_raw_dataset(
@@ -97,14 +117,23 @@ def write_raw_dataset(
     window: HUWindow = HUWindow(),
     threads: int = 1,
     progress: bool = True,
+    data_kind: str | None = None,
+    label_mode: str = "binary",
 ) -> Path:
     """Convert every case of a case sheet into ``raw_root/DatasetXXX_name`` (imagesTr, labelsTr, dataset.json).
 
-    The folder is written atomically: it appears complete or not at all.
+    The folder is written atomically: it appears complete or not at all. dataset.json records what the data
+    is (``s2cac_training_data``: kind, spacing and field-of-view range, case count); a model trained on it
+    carries that along, and ``s2cac predict`` warns about scans outside it (:mod:`s2cac.inference.scan_qc`).
+    ``data_kind`` (``synthetic``, ``real``, ``unknown``) defaults to ``synthetic`` when every image carries
+    the mark ``s2cac synth`` writes, else ``unknown``. ``label_mode`` ``binary`` (calcium = any label > 0) or
+    ``arteries`` (labels 1-4 kept as LM, LAD, LCX, RCA; see :data:`LABELS`).
 
     Returns:
         The dataset folder.
     """
+    if label_mode not in LABELS:
+        raise ValueError(f"label_mode must be one of {sorted(LABELS)}, got {label_mode!r}")
     sheet = load_case_sheet(case_sheet)
     final = Path(raw_root) / dataset_folder_name(dataset_id, dataset_name)
     with atomic_dir(final) as tmp:
@@ -112,10 +141,18 @@ def write_raw_dataset(
         images.mkdir()
         labels.mkdir()
         rows = [row for _, row in sheet.iterrows()]
+        facts = []
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            for i, cid in enumerate(pool.map(lambda r: _convert_case(r, images, labels, window), rows), 1):
+            convert = lambda r: _convert_case(r, images, labels, window, label_mode)  # noqa: E731
+            for i, (cid, f) in enumerate(pool.map(convert, rows), 1):
+                facts.append(f)
                 if progress:
                     print(f"[nnunet-raw] {i}/{len(rows)} {cid}", file=sys.stderr, flush=True)
+        if data_kind is None:
+            data_kind = "synthetic" if facts and all(f["synthetic"] for f in facts) else "unknown"
+        training = describe_training_data(
+            dataset_name, data_kind, [f["spacing_zyx"] for f in facts], [f["shape_zyx"] for f in facts]
+        )
         lo, hi = window.bounds
         atomic_write_json(
             tmp / "dataset.json",
@@ -123,10 +160,11 @@ def write_raw_dataset(
                 "name": dataset_name,
                 "description": f"CAC segmentation; images HU-windowed [{lo:g}, {hi:g}] -> 0..255 by s2cac",
                 "channel_names": {"0": CHANNEL_NORMALIZATION},
-                "labels": {"background": 0, "calcium": 1},
+                "labels": LABELS[label_mode],
                 "numTraining": len(rows),
                 "file_ending": ".nii.gz",
                 "s2cac_hu_window": {"level": window.level, "width": window.width},
+                "s2cac_training_data": training,
             },
         )
     return final

@@ -23,6 +23,7 @@ def evaluate_case(
     spacing_zyx: tuple[float, float, float],
     *,
     lesion_connectivity: int = 26,
+    arteries: dict[int, str] | None = None,
     **score_options: Any,
 ) -> dict[str, Any]:
     """All per-case metrics of a predicted vs a reference calcium mask on one CT.
@@ -32,6 +33,9 @@ def evaluate_case(
         pred, ref: (z, y, x) label maps (non-zero = calcium); scored as a whole (their union of labels).
         spacing_zyx: voxel spacing, mm.
         lesion_connectivity: 3D connectivity of lesions for detection metrics.
+        arteries: {label value: artery name} when both maps hold artery labels (e.g. 1-4 = LM, LAD, LCX, RCA):
+            adds ``agatston_<A>_pred``/``_ref`` per artery and ``n_vessels_pred``/``_ref`` (arteries with
+            Agatston > 0). None = calcium only.
         **score_options: options of :func:`s2cac.scoring.score_mask`.
 
     Returns:
@@ -50,6 +54,14 @@ def evaluate_case(
             row[f"mass_mg_{name}"] = total.mass_mg
         row[f"n_lesions2d_{name}"] = total.n_lesions
         row[f"risk_{name}"] = total.risk_category
+        if arteries:
+            per = score_mask(hu, mask, spacing_zyx, **score_options).per_label
+            names = sorted(set(arteries.values()))
+            for a in names:
+                row[f"agatston_{a}_{name}"] = float(
+                    sum(per[v].agatston for v, n in arteries.items() if n == a and v in per)
+                )
+            row[f"n_vessels_{name}"] = int(sum(row[f"agatston_{a}_{name}"] > 0 for a in names))
     return row
 
 
@@ -80,7 +92,9 @@ def cohort_summary(
         ``n_cases``, ``empty_cases`` (counts per ``empty`` status), ``metrics`` (mean/median with 95% bootstrap
         CIs, NaN cases excluded and counted in ``n``), ``lesion`` (pooled sensitivity/PPV by count and volume,
         F1), ``agreement`` per score (ICC(A,1), Bland-Altman, Pearson/Spearman) and ``risk`` (confusion matrix
-        rows = reference, accuracy, linearly weighted kappa).
+        rows = reference, accuracy, linearly weighted kappa); with per-artery columns (``arteries`` in
+        :func:`evaluate_case`) also ``per_artery``: per artery ICC(A,1), Bland-Altman and ``found`` (share of
+        reference-positive cases where the prediction is positive too), and ``n_vessels`` exact agreement.
     """
     df = per_case
     out: dict[str, Any] = {"n_cases": len(df), "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95}}
@@ -114,6 +128,23 @@ def cohort_summary(
             "mean_pred": _ci_dict(p, n_boot, seed),
             "mean_ref": _ci_dict(r, n_boot, seed),
         }
+    arteries = [
+        c[len("agatston_") : -len("_pred")]
+        for c in df.columns
+        if c.startswith("agatston_") and c.endswith("_pred") and c != "agatston_pred" and f"{c[:-5]}_ref" in df
+    ]
+    if arteries:  # per-artery Agatston agreement and the number of vessels involved
+        out["per_artery"] = {}
+        for a in arteries:
+            p, r = df[f"agatston_{a}_pred"].to_numpy(float), df[f"agatston_{a}_ref"].to_numpy(float)
+            found = _ratio(float(((p > 0) & (r > 0)).sum()), float((r > 0).sum()))
+            out["per_artery"][a] = {"icc_a1": icc_a1(np.column_stack([r, p])), **bland_altman(p, r), "found": found}
+        if "n_vessels_pred" in df.columns:
+            vp, vr = df["n_vessels_pred"].to_numpy(int), df["n_vessels_ref"].to_numpy(int)
+            out["per_artery"]["n_vessels"] = {
+                "exact": _ratio(float((vp == vr).sum()), float(len(vp))),
+                "mean_abs_diff": float(np.abs(vp - vr).mean()) if len(vp) else float("nan"),
+            }
     if "risk_pred" in df.columns:
         out["risk"] = category_agreement(
             df["risk_pred"].tolist(), df["risk_ref"].tolist(), risk_category_names(risk_bounds)

@@ -6,6 +6,9 @@ For each case (``<case>`` = file name without extension, or the DICOM series' fo
     OUT/qc/<case>.png       slices with the most calcium, mask outlined (unless qc=False)
     OUT/scores.csv          one row per case (rewritten after every case), see :data:`CSV_COLUMNS`
 
+Scan QC flags (:mod:`s2cac.inference.scan_qc`) go to the ``qc_flags`` column, the log line and the QC picture;
+they never change a score.
+
 A case that fails (unreadable file, not CT, bad name, ...) gets ``status=failed`` and its error in the CSV;
 the other cases still run.
 
@@ -32,9 +35,13 @@ from s2cac.data.nnunet_raw import HUWindow
 from s2cac.io.images import IMAGE_SUFFIXES
 from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
+#: Arteries scored separately when the model predicts artery labels (dataset.json label names, any case).
+ARTERIES = ("LM", "LAD", "LCX", "RCA")
+#: Per-artery columns (empty for a binary calcium model); ``n_vessels`` = arteries with Agatston > 0.
+ARTERY_COLUMNS = (*(f"{m}_{a}" for a in ARTERIES for m in ("agatston", "volume_mm3", "n_lesions")), "n_vessels")
 CSV_COLUMNS = (
-    "case", "status", "agatston", "volume_mm3", "mass_mg", "n_lesions", "risk_category",
-    "mask_voxels", "runtime_s", "input", "error",
+    "case", "status", "agatston", "volume_mm3", "mass_mg", "n_lesions", "risk_category", *ARTERY_COLUMNS,
+    "qc_flags", "mask_voxels", "runtime_s", "input", "error",
 )  # fmt: skip
 
 
@@ -85,14 +92,16 @@ class CaseResult:
     n_lesions: int | None = None
     risk_category: str | None = None
     mask_voxels: int | None = None
+    qc_flags: str = ""
     runtime_s: float = 0.0
     error: str = ""
+    arteries: dict[str, float | int] = dataclasses.field(default_factory=dict)  # ARTERY_COLUMNS -> value
 
     def row(self) -> dict[str, str]:
         """CSV row (strings; empty for missing values)."""
         out = {}
         for col in CSV_COLUMNS:
-            v = getattr(self, col)
+            v = self.arteries.get(col) if col in ARTERY_COLUMNS else getattr(self, col)
             out[col] = "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
         return out
 
@@ -197,9 +206,27 @@ def write_scores_csv(results: list[CaseResult], path: Path, previous: list[dict[
     atomic_write_text(path, buf.getvalue())
 
 
-def predict_case(predictor, case: CaseInput, out_dir: Path, options: PredictOptions) -> CaseResult:
-    """Predict, threshold, write and score one case; never raises for a case-level problem."""
-    from s2cac.inference.predictor import predict_network_mask
+def artery_labels(dataset_json: dict) -> dict[int, str]:
+    """{label value: artery} for the labels of ``dataset_json`` named like :data:`ARTERIES` (any case)."""
+    names = {a.lower(): a for a in ARTERIES}
+    labels = dataset_json.get("labels") or {}
+    return {int(v): names[str(k).lower()] for k, v in labels.items() if str(k).lower() in names}
+
+
+def predict_case(
+    predictor,
+    case: CaseInput,
+    out_dir: Path,
+    options: PredictOptions,
+    training: dict | None = None,
+    arteries: dict[int, str] | None = None,
+) -> CaseResult:
+    """Predict, threshold, write and score one case; never raises for a case-level problem.
+
+    ``training`` is the model's ``s2cac_training_data`` (for the scan QC flags; None = unknown); ``arteries``
+    maps the model's label values to artery names (:func:`artery_labels`; empty for a binary model)."""
+    from s2cac.inference.predictor import predict_network_labels
+    from s2cac.inference.scan_qc import check_scan, read_scan_info
     from s2cac.io import read_ct
     from s2cac.scoring import score_mask
 
@@ -209,13 +236,20 @@ def predict_case(predictor, case: CaseInput, out_dir: Path, options: PredictOpti
     try:
         mask_path, qc_path = case_output_paths(out_dir, case.name)
         hu, geometry = read_ct(case.path)
-        net_mask = predict_network_mask(predictor, hu, geometry.spacing_zyx, options.window)
-        mask = net_mask & (hu >= options.threshold_hu)
-        write_mask(mask, geometry, mask_path)
-        score = score_mask(
-            hu, mask.view(np.uint8), geometry.spacing_zyx,
+        flags = check_scan(hu, read_scan_info(case.path, geometry.spacing_zyx, hu.shape), training)
+        result.qc_flags = "; ".join(flags)
+        predictor.progress_label = case.name
+        labels, _ = predict_network_labels(predictor, hu, geometry.spacing_zyx, options.window, options.threshold_hu)
+        mask = (labels != 0) & (hu >= options.threshold_hu)
+        label_map = np.where(mask, labels, 0).astype(np.uint8) if arteries else mask.view(np.uint8)
+        write_mask(label_map, geometry, mask_path)
+        scores = score_mask(
+            hu, label_map, geometry.spacing_zyx,
             threshold_hu=options.threshold_hu, mass_calibration=options.mass_calibration,
-        ).total  # fmt: skip
+        )  # fmt: skip
+        score = scores.total
+        if arteries:
+            result.arteries = _artery_values(scores, arteries)
         result.agatston, result.volume_mm3, result.mass_mg = score.agatston, score.volume_mm3, score.mass_mg
         result.n_lesions, result.risk_category = score.n_lesions, score.risk_category
         result.mask_voxels = int(mask.sum())
@@ -223,7 +257,10 @@ def predict_case(predictor, case: CaseInput, out_dir: Path, options: PredictOpti
             from s2cac.inference.qc import save_qc_png
 
             title = f"{case.name}: Agatston {score.agatston:.1f} ({score.risk_category}), {score.n_lesions} lesions"
-            save_qc_png(hu, mask, geometry.spacing_zyx, qc_path, title=title, window=options.window)
+            save_qc_png(
+                hu, label_map, geometry.spacing_zyx, qc_path, title=title, window=options.window, warnings=flags,
+                label_names=arteries or None,
+            )  # fmt: skip
         result.status = "ok"
     except Exception as err:  # noqa: BLE001 - one bad case must not stop the others; the error goes to the CSV
         result.error = f"{type(err).__name__}: {err}".replace("\n", " ")
@@ -232,6 +269,18 @@ def predict_case(predictor, case: CaseInput, out_dir: Path, options: PredictOpti
                 stale.unlink(missing_ok=True)
     result.runtime_s = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _artery_values(scores, arteries: dict[int, str]) -> dict[str, float | int]:
+    """ARTERY_COLUMNS values of a per-label score (0 for an artery without calcium)."""
+    out: dict[str, float | int] = {}
+    for a in ARTERIES:
+        ls = [scores.per_label[v] for v, name in arteries.items() if name == a and v in scores.per_label]
+        out[f"agatston_{a}"] = float(sum(s.agatston for s in ls))
+        out[f"volume_mm3_{a}"] = float(sum(s.volume_mm3 for s in ls))
+        out[f"n_lesions_{a}"] = int(sum(s.n_lesions for s in ls))
+    out["n_vessels"] = sum(out[f"agatston_{a}"] > 0 for a in ARTERIES)
+    return out
 
 
 def _eta(seconds: float) -> str:
@@ -291,6 +340,8 @@ def predict_cases(
     predictor = make_predictor(
         loaded, device=options.device, step=options.step, tta=options.tta, patch_size=options.patch_size
     )
+    predictor.progress_stream = log  # a line every 10 s within a long case
+    arteries = artery_labels(loaded.dataset_json) if len(loaded.dataset_json.get("labels") or {}) > 2 else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     if options.qc:
         (out_dir / "qc").mkdir(exist_ok=True)
@@ -302,7 +353,7 @@ def predict_cases(
             res = CaseResult(case.name, str(case.path), error=f"duplicate case name {case.name!r} (another input)")
         else:
             seen.add(case.name)
-            res = predict_case(predictor, case, out_dir, options)
+            res = predict_case(predictor, case, out_dir, options, loaded.training_data, arteries)
         results.append(res)
         write_scores_csv(results, out_dir / "scores.csv", previous)
         elapsed = time.perf_counter() - t_start
@@ -313,4 +364,6 @@ def predict_cases(
             else f"FAILED: {res.error}"
         )
         print(f"[{i}/{len(cases)}] {case.name}: {what}; {res.runtime_s:.1f} s; ETA {_eta(eta)}", file=log, flush=True)
+        if res.qc_flags:
+            print(f"  WARNING {case.name}: QC: {res.qc_flags}", file=log, flush=True)
     return results

@@ -91,6 +91,13 @@ class LoadedModel:
         return HUWindow(float(w.get("level", HUWindow.level)), float(w.get("width", HUWindow.width)))
 
     @property
+    def training_data(self) -> dict[str, Any] | None:
+        """What the model was trained on (dataset.json ``s2cac_training_data``; see
+        :func:`s2cac.inference.scan_qc.describe_training_data`), None when not recorded."""
+        info = self.dataset_json.get("s2cac_training_data")
+        return info if isinstance(info, dict) and info else None
+
+    @property
     def network_spec(self) -> dict[str, Any]:
         """Network preset, overrides and score-head switch, as recorded in the config."""
         return network_spec(self.config, self.state_dict)

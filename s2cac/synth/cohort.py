@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
 from s2cac.data.atomic import atomic_path, atomic_write_text
+from s2cac.inference.scan_qc import SYNTHETIC_MARK
 from s2cac.scoring import risk_category, score_mask
 from s2cac.synth.config import SynthConfig
 from s2cac.synth.distractors import Distractor, Tube, aortic_valve, aortic_wall, mitral_annulus, pacing_lead, stent
@@ -242,6 +243,7 @@ def _atomic_image(array: np.ndarray, grid: Grid, path: Path) -> None:
     image.SetSpacing((sx, sy, sz))
     image.SetOrigin(grid.origin)
     image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    image.SetMetaData("ITK_FileNotes", SYNTHETIC_MARK)  # NIfTI descrip: lets predict's QC recognise the cohort
     with atomic_path(path, suffix=".nii.gz") as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
 

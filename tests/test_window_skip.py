@@ -1,0 +1,155 @@
+"""Exact window skipping: masks (network AND HU >= threshold) identical with and without skipping."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg
+
+from s2cac.data.nnunet_raw import HUWindow, window_hu
+from s2cac.inference.model_io import CONFIGURATION, LoadedModel
+from s2cac.inference.plans import make_dataset_json, make_plans
+from s2cac.inference.predictor import make_predictor, predict_network_labels
+from s2cac.inference.window_skip import dependency_bounds, windows_to_keep
+from s2cac.nets import build_network
+
+PLANS_SPACING = (3.0, 0.45, 0.45)
+PATCH = (4, 32, 32)
+THRESHOLD = 130.0
+
+
+def _model(num_classes: int = 2, order: int = 1, fg_prior: float = 0.3) -> LoadedModel:
+    torch.manual_seed(0)
+    net = build_network("tiny", fg_prior=fg_prior, num_classes=num_classes)
+    plans = make_plans(PATCH, PLANS_SPACING)
+    if order != 1:
+        plans["configurations"][CONFIGURATION]["resampling_fn_probabilities_kwargs"]["order"] = order
+    dataset = make_dataset_json()
+    if num_classes > 2:
+        dataset["labels"] = {"background": 0, **{f"c{k}": k for k in range(1, num_classes)}}
+    config = {"network": "tiny", "network_overrides": {"fg_prior": fg_prior, "num_classes": num_classes}}
+    return LoadedModel(net.state_dict(), plans, dataset, config, "test")
+
+
+def _body(shape, seed: int, n_blobs: int) -> np.ndarray:
+    """Air around a soft-tissue ellipse (noise sigma 20 HU, never >= 130) with ``n_blobs`` calcium blobs."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    ny, nx = shape[1:]
+    hu = np.full(shape, -1000.0)
+    body = ((y - ny / 2) / (0.42 * ny)) ** 2 + ((x - nx / 2) / (0.45 * nx)) ** 2 <= 1
+    hu[body] = rng.normal(20, 20, body.sum()).clip(-100, 100)
+    for _ in range(n_blobs):
+        cz, cy, cx = rng.integers(1, shape[0] - 1), rng.integers(ny // 3, 2 * ny // 3), rng.integers(nx // 3, nx // 2)
+        hu[(z == cz) & ((y - cy) ** 2 + (x - cx) ** 2 <= 6)] = rng.uniform(200, 600)
+    return np.rint(hu).astype(np.int16)
+
+
+def _plain_labels(predictor, hu, spacing) -> np.ndarray:
+    """nnU-Net's own predict_single_npy_array, every window (nnU-Net's loop when window_batch is 1)."""
+    image = window_hu(hu, HUWindow())[None].astype(np.float32)
+    return np.asarray(nnUNetPredictor.predict_single_npy_array(predictor, image, {"spacing": list(spacing)}))
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return make_predictor(_model(), device="cpu", step=0.5, window_batch=2)
+
+
+def test_dependency_bounds_cover_nnunet_back_resampling() -> None:
+    """A NaN at one network voxel reaches, through nnU-Net's own back-resampling, only the input voxels whose
+    dependency bounds contain it (separate-z, order 1 in-plane, order 0 in z; and plain 3D order 1)."""
+    rng = np.random.default_rng(1)
+    for net_shape, in_shape, sep in [((7, 23, 19), (5, 17, 25), True), ((6, 9, 11), (6, 13, 7), False)]:
+        lo_hi = [dependency_bounds(n, c) for n, c in zip(net_shape, in_shape, strict=True)]
+        n_hits = 0
+        for _ in range(12):
+            j = [int(rng.integers(0, n)) for n in net_shape]
+            data = np.zeros((1, *net_shape))
+            data[(0, *j)] = np.nan
+            out = resample_data_or_seg(data, in_shape, False, 0 if sep else None, 1, sep, order_z=0)
+            hit = np.argwhere(np.isnan(out[0]))  # (order 0 in z may skip a network slice: then no hit)
+            n_hits += len(hit)
+            for idx in hit:
+                for ax, i in enumerate(idx):
+                    lo, hi = lo_hi[ax]
+                    assert lo[i] <= j[ax] <= hi[i], (net_shape, in_shape, j, idx)
+        assert n_hits > 0
+
+
+def test_windows_to_keep_box_logic() -> None:
+    cand = np.zeros((4, 40, 40), bool)
+    cand[2, 5, 5] = True
+    starts = [(0, y, x) for y in (0, 12, 24) for x in (0, 12, 24)]
+    keep = windows_to_keep(cand, (4, 40, 40), (0, 0, 0), starts, (4, 16, 16))
+    assert keep.tolist() == [True] + [False] * 8
+    assert not windows_to_keep(np.zeros_like(cand), (4, 40, 40), (0, 0, 0), starts, (4, 16, 16)).any()
+
+
+@pytest.mark.parametrize(
+    "case, spacing, window_batch",
+    [
+        ("sparse", PLANS_SPACING, 2),
+        ("sparse", (2.5, 0.6, 0.55), 2),
+        ("sparse", (3.0, 0.5, 0.4), 1),
+        ("dense", PLANS_SPACING, 2),
+        ("dense", (3.0, 0.4, 0.5), 1),
+    ],
+)
+def test_masks_identical_with_and_without_skipping(predictor, case: str, spacing, window_batch: int) -> None:
+    """Skipping keeps the exported mask bit-identical, with resampling and cropping, batched or nnU-Net's loop."""
+    predictor = copy.copy(predictor)
+    predictor.window_batch = window_batch
+    shape = (6, 128, 128)
+    if case == "sparse":  # air, soft tissue and two small calcium blobs: most windows can be skipped
+        hu = _body(shape, seed=3, n_blobs=2)
+    else:  # bone-like noise everywhere: every window holds voxels >= 130 HU, none can be skipped
+        hu = np.rint(np.random.default_rng(4).normal(100, 120, shape)).astype(np.int16)
+    candidates = hu >= THRESHOLD
+    skipped, stats = predict_network_labels(predictor, hu, spacing, threshold_hu=THRESHOLD)
+    full, stats_full = predict_network_labels(predictor, hu, spacing)
+    plain = _plain_labels(predictor, hu, spacing)
+    assert stats_full.windows_skipped == 0 and stats.windows_total == stats_full.windows_total
+    np.testing.assert_array_equal(full, plain)  # our predictor without skipping is nnU-Net's
+    np.testing.assert_array_equal(skipped & candidates, plain & candidates)  # exported masks: identical
+    assert (plain != 0).any() and (plain == 0).any(), "the test needs both classes to mean anything"
+    if window_batch == 2:
+        assert ((plain != 0) & candidates).any() and ((plain == 0) & candidates).any()
+    if case == "sparse":
+        assert stats.windows_skipped >= stats.windows_total // 2, stats
+    else:
+        assert stats.windows_skipped == 0, stats
+
+
+def test_multiclass_labels_identical_with_skipping() -> None:
+    predictor = make_predictor(_model(num_classes=5, fg_prior=0.6), device="cpu")
+    hu = _body((6, 128, 128), seed=5, n_blobs=4)
+    cand = hu >= THRESHOLD
+    skipped, stats = predict_network_labels(predictor, hu, PLANS_SPACING, threshold_hu=THRESHOLD)
+    plain = _plain_labels(predictor, hu, PLANS_SPACING)
+    np.testing.assert_array_equal(np.where(cand, skipped, 0), np.where(cand, plain, 0))
+    assert stats.windows_skipped > 0 and len(np.unique(plain[cand])) > 1
+
+
+def test_skipping_refused_for_cubic_back_resampling() -> None:
+    predictor = make_predictor(_model(order=3), device="cpu")
+    hu = _body((6, 80, 96), seed=3, n_blobs=2)
+    _, stats = predict_network_labels(predictor, hu, (3.0, 0.6, 0.6), threshold_hu=THRESHOLD)
+    assert stats.windows_skipped == 0 and "order" in stats.skip_reason
+    # without resampling the order does not matter: skipping is exact again
+    _, stats = predict_network_labels(predictor, hu, PLANS_SPACING, threshold_hu=THRESHOLD)
+    assert stats.windows_skipped > 0 and stats.skip_reason == ""
+
+
+def test_progress_line_within_a_case(predictor, capsys) -> None:
+    import sys
+
+    p = copy.copy(predictor)
+    p.progress_stream, p.progress_interval_s, p.progress_label = sys.stderr, 0.0, "caseX"
+    predict_network_labels(p, _body((6, 80, 96), seed=3, n_blobs=2), PLANS_SPACING, threshold_hu=THRESHOLD)
+    err = capsys.readouterr().err
+    assert "caseX: window " in err and " skipped)" in err
