@@ -249,22 +249,35 @@ def rasterise(
 # -- layout --------------------------------------------------------------------------------------------------
 
 
+def _find(root: Path, name: str, marker: str) -> Path | None:
+    """``root/name``, ``root`` itself, or ``root/<one folder>/name`` (an archive unpacked into its own folder)
+    holding ``marker``; raises when several candidates do."""
+    cands = [root / name, root]
+    if root.is_dir():
+        cands += [d / name for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    found = [c for c in cands if (c / marker).exists()]
+    if len(found) > 1:
+        raise CocaError(f"{root}: {name} found in several places ({', '.join(map(str, found))}); keep one")
+    return found[0] if found else None
+
+
 def find_gated(root: str | Path) -> Path:
-    """The ``Gated_release_final`` folder under ``root`` (or ``root`` itself); raises with fetch instructions."""
+    """The ``Gated_release_final`` folder under ``root`` (or ``root`` itself, or one level below it); raises with
+    fetch instructions when there is none."""
     root = Path(root)
-    for cand in (root / GATED, root):
-        if (cand / "patient").is_dir():
-            return cand
-    raise CocaError(f"{root}: no {GATED}/patient folder.\n" + fetch_help(root))
+    found = _find(root, GATED, "patient")
+    if found is None:
+        raise CocaError(f"{root}: no {GATED}/patient folder.\n" + fetch_help(root))
+    return found
 
 
 def find_nongated(root: str | Path) -> Path:
-    """The ``deidentified_nongated`` folder under ``root`` (or ``root`` itself)."""
+    """The ``deidentified_nongated`` folder under ``root`` (or ``root`` itself, or one level below it)."""
     root = Path(root)
-    for cand in (root / NONGATED, root):
-        if (cand / "scores.xlsx").is_file():
-            return cand
-    raise CocaError(f"{root}: no {NONGATED}/scores.xlsx.\n" + fetch_help(root))
+    found = _find(root, NONGATED, "scores.xlsx")
+    if found is None:
+        raise CocaError(f"{root}: no {NONGATED}/scores.xlsx.\n" + fetch_help(root))
+    return found
 
 
 def _series_folder(patient: Path) -> Path:

@@ -20,6 +20,12 @@ RATIO_TAGS = [_ratio_tag(r) for r in SPLITS["labeled_ratios"]]
 
 if config["dataset"]["source"] == "case_sheet" and not config["dataset"].get("case_sheet"):
     raise ValueError("config: dataset.source is case_sheet but dataset.case_sheet (the TSV path) is not set")
+if config["dataset"]["source"] == "folder" and not (config["dataset"].get("folder") or {}).get("images"):
+    raise ValueError("config: dataset.source is folder but dataset.folder.images and .labels are not set")
+SCORE_ONLY = config["dataset"]["source"] == "coca" and (config["dataset"].get("coca") or {}).get("part") == "nongated"
+if config["dataset"]["source"] in ("coca", "folder"):
+    sys.path.insert(0, str(REPO))
+    from s2cac.datasets.run import data_root
 if config["dataset"]["source"] == "synthetic":
     sys.path.insert(0, str(REPO))
     from s2cac.synth.config import SynthConfig
@@ -89,6 +95,8 @@ def get_all_targets():
     ]
     if config["dataset"]["source"] == "synthetic":
         targets += [f"results/data/{DATASET}/overview.png", f"results/data/{DATASET}/threshold_baseline.tsv"]
+    if SCORE_ONLY:  # score-only cases (no label maps): imported for scoring with a trained model, not trained on
+        return targets[:1]
     for seed in SPLITS["seeds"]:
         targets += split_files(seed)
     for exp, tag, fold, seed in run_tags():
