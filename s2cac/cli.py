@@ -21,6 +21,8 @@ from s2cac import __version__
 # name -> (module, one-line help). Order is the order shown by ``s2cac --help``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("s2cac.synth.cli", "generate the synthetic cardiac CT cohort (images, labels, case sheet)"),
+    "download": ("s2cac.datasets.cli_download", "fetch a dataset file (resumable, sha256-checked), unpack it safely"),
+    "import": ("s2cac.datasets.cli_import", "import COCA or a folder of images and label maps into a case sheet"),
     "check-cases": ("s2cac.data.cli_check", "validate a case sheet: ids, files, geometry, labels"),
     "nnunet-raw": ("s2cac.data.cli_raw", "write an nnU-Net v2 raw dataset (HU-windowed) from a case sheet"),
     "preprocess": ("s2cac.data.cli_preprocess", "run nnU-Net v2 fingerprint, planning and preprocessing"),
