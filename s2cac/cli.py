@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "splits": ("s2cac.data.cli_splits", "write labeled/unlabeled/negative/validation/test splits"),
     "score": ("s2cac.scoring.cli", "Agatston, volume and mass scores of a calcium mask on a CT image"),
     "evaluate": ("s2cac.evaluation.cli", "segmentation and clinical agreement metrics against a reference"),
+    "evaluate-scores": ("s2cac.evaluation.cli_scores", "Agatston and risk agreement for score-only cases (no masks)"),
     "train": ("s2cac.training.cli", "train an S2CAC (or baseline/ablation) model on a preprocessed dataset"),
     "predict": ("s2cac.inference.cli", "calcium masks, Agatston scores and QC pictures for your own CT scans"),
     "export-model": ("s2cac.inference.cli_export", "package a trained model folder into one verifiable file"),
