@@ -35,6 +35,9 @@ if config["dataset"]["source"] == "synthetic":
         SynthConfig.from_dict(dict(config["dataset"]["synthetic"]))
     except ValueError as err:
         raise ValueError(f"config: dataset.synthetic: {err}") from None
+# Per-artery Agatston in the evaluation where the reference labels arteries (1 LM, 2 LAD, 3 LCX, 4 RCA): the
+# synthetic cohort and COCA do; a folder or case sheet cohort does when it says so (evaluate.per_artery: true).
+config.setdefault("evaluate", {}).setdefault("per_artery", config["dataset"]["source"] in ("synthetic", "coca"))
 for fold in SPLITS["folds"]:
     if fold >= SPLITS["n_folds"]:
         raise ValueError(f"config: splits.folds has fold {fold} but splits.n_folds is {SPLITS['n_folds']}")
