@@ -150,6 +150,8 @@ def test_missing_layout_says_what_to_fetch(tmp_path):
     (tmp_path / "c/Gated_release_final/patient/1").mkdir(parents=True)
     with pytest.raises(CocaError, match="calcium_xml: missing"):
         verify_layout(tmp_path / "c", "gated")
+    with pytest.raises(CocaError, match="calcium_xml: missing"):
+        import_gated(tmp_path / "c", tmp_path / "out", progress=False)
     make_gated(tmp_path / "ok")
     (tmp_path / "ok/Gated_release_final/calcium_xml/99.xml").write_text("x")
     counts = verify_layout(tmp_path / "ok", "gated")

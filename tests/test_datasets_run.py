@@ -111,7 +111,11 @@ def test_coca_workflow_downloads_imports_and_splits(tmp_path):
         "splits": {"test_fraction": 0.25, "n_folds": 2, "folds": [0], "labeled_ratios": [1.0]},
     }
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    targets = ["results/data/coca/cases.tsv", "results/splits/coca/seed0/splits_final.json"]
+    targets = [
+        "results/data/coca/cases.tsv",
+        "results/splits/coca/seed0/splits_final.json",
+        "results/nnunet/raw/Dataset520_coca",
+    ]
     first = _snakemake(work, *targets)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (work / "resources/coca/downloads/COCA_gated.zip").is_file()
@@ -121,6 +125,8 @@ def test_coca_workflow_downloads_imports_and_splits(tmp_path):
     assert np.allclose(sheet["agatston"], sheet["agatston_lad"]) and (sheet["agatston_lad"] > 0).sum() == 4
     summary = (work / "results/data/coca/import_log.txt").read_text()
     assert "cases: 6" in summary and "negatives: 2" in summary and "roi_mismatches: 0" in summary
+    raw = work / "results/nnunet/raw/Dataset520_coca"
+    assert len(list((raw / "labelsTr").glob("*.nii.gz"))) == 6  # the imported cohort feeds nnU-Net unchanged
     for rule in ("fetch_dataset", "import_dataset"):
         assert (work / "logs" / rule / "coca.log").is_file() and (work / "benchmarks" / rule / "coca.tsv").is_file()
     second = _snakemake(work, *targets)
@@ -165,3 +171,54 @@ def test_real_config_sets_every_demo_shortcut_back_to_the_method():
     assert cfg["splits"]["n_folds"] == 5 and len(cfg["splits"]["labeled_ratios"]) > 1
     assert cfg["dataset"]["source"] == "coca" and cfg["dataset"]["name"] == "coca"
     validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+
+
+@pytest.mark.parametrize(
+    "dataset, needle",
+    [
+        ({"coca": {"part": "both"}}, "both"),
+        ({"coca": {"parts": "gated"}}, "parts"),
+        ({"download": [{"url": "ftp://host/x.zip"}]}, "ftp://host/x.zip"),
+        ({"download": [{"url": "https://h/x.zip", "sha256": "abc"}]}, "abc"),
+        ({"download": [{"url": "https://h/x.zip", "filename": "../x.zip"}]}, "../x.zip"),
+        ({"source": "folder", "folder": {"images": "i"}}, "labels"),
+        ({"source": "folder", "folder": {"images": "i", "labels": "l", "label_map": "orcscore"}}, "orcscore"),
+    ],
+)
+def test_dataset_schema_rejects_bad_options(dataset, needle):
+    cfg = {"dataset": {"name": "c", "source": "coca", "nnunet_id": 5, **dataset}, "preprocess": {}, "splits": {}}
+    with pytest.raises(WorkflowError) as info:
+        validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+    assert needle in str(info.value)
+
+
+def test_folder_workflow_imports_the_cohort(tmp_path):
+    from _cases import write_volume
+
+    for i in range(3):
+        hu = chest((4, 16, 16), seed=i)
+        lab = np.zeros(hu.shape, np.uint8)
+        if i:
+            hu[1, 4:7, 4:7], lab[1, 4:7, 4:7] = 300, i
+        write_volume(tmp_path / "data/img" / f"p{i}_0000.nii.gz", hu)
+        write_volume(tmp_path / "data/lab" / f"p{i}.nii.gz", lab)
+    work = tmp_path / "work"
+    (work / "config").mkdir(parents=True)
+    folder = {"images": "img", "labels": "lab", "image_suffix": "_0000", "label_map": {1: 2, 2: 4}}
+    cfg = {
+        "dataset": {
+            "name": "mine",
+            "source": "folder",
+            "nnunet_id": 9,
+            "root": str(tmp_path / "data"),
+            "folder": folder,
+        },
+        "preprocess": {},
+        "splits": {},
+    }
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = _snakemake(work, "results/data/mine/cases.tsv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sheet = pd.read_csv(work / "results/data/mine/cases.tsv", sep="\t")
+    assert list(sheet["case_id"]) == ["p0", "p1", "p2"] and list(sheet["negative"]) == ["yes", "no", "no"]
+    assert sheet["agatston_lad"].tolist()[1] > 0 and sheet["agatston_rca"].tolist()[2] > 0

@@ -365,6 +365,8 @@ def import_gated(
     gated = find_gated(root)
     out_dir = Path(out_dir)
     xml_dir = gated / "calcium_xml"
+    if not xml_dir.is_dir():  # without it every patient would silently become a negative
+        raise CocaError(f"{xml_dir}: missing (the calcium annotations)\n" + fetch_help(root))
     patients = sorted((d for d in (gated / "patient").iterdir() if d.is_dir()), key=lambda d: d.name)
     if limit is not None:
         patients = patients[:limit]
@@ -436,6 +438,11 @@ def import_gated(
         lines = [f"ROI mismatch {r.case_id} ImageIndex {r.image_index} {r.name}: {r.problem}" for r in bad.itertuples()]
         lines += [f"failed case: {m}" for m in failed]
         lines += [f"annotation without a patient folder: {o}.xml" for o in orphans]
+        if n_rois >= 10 and n_max > n_rois / 2:
+            lines.append(
+                f"WARNING: {n_max} of {n_rois} ROIs fail the Max HU check: the pixel-centre convention may be wrong "
+                f"(now {centre_offset:g}; try dataset.coca.pixel_centre: {0.5 if centre_offset == 0 else 0})"
+            )
     atomic_write_text(out_dir / "roi_checks.tsv", table.to_csv(sep="\t", index=False, lineterminator="\n"))
     write_summary(out_dir, summary, lines)
     return summary
