@@ -159,12 +159,14 @@ def test_real_config_sets_every_demo_shortcut_back_to_the_method():
     cfg = _merged("real.yaml", "coca.yaml")
     method = {f.name: f.default for f in dataclasses.fields(MethodConfig) if f.default is not dataclasses.MISSING}
     nsb = {f.name: f.default for f in dataclasses.fields(NSBConfig)}
+    real = yaml.safe_load((ROOT / "config" / "real.yaml").read_text())["training"]["defaults"]
     for key, value in demo["training"]["defaults"].items():
+        assert key in real, f"config/real.yaml must set training.defaults.{key} back (the demo sets it)"
         if key == "nsb":
             for k in value:
-                assert cfg["training"]["defaults"]["nsb"][k] == nsb[k], f"training.defaults.nsb.{k}"
-        else:
-            assert cfg["training"]["defaults"][key] == method[key], f"training.defaults.{key}"
+                assert real["nsb"][k] == nsb[k], f"training.defaults.nsb.{k}"
+        elif key in method:
+            assert real[key] == method[key], f"training.defaults.{key}: {real[key]!r}, method {method[key]!r}"
     assert cfg["preprocess"]["patch_size"] == [24, 256, 256]
     for key in demo["splits"]:
         assert key in yaml.safe_load((ROOT / "config" / "real.yaml").read_text())["splits"], f"splits.{key}"
