@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _cases import write_volume
 
-from s2cac.evaluation.cohort import artery_scores, evaluate_case
+from s2cac.evaluation.arteries import artery_scores
+from s2cac.evaluation.run import CaseFiles, evaluate_files
 
 
 def _case():
     hu = np.full((3, 12, 12), 20, np.int16)
+    hu[0, 0, 0] = -1000  # air somewhere: CT in HU
     ref = np.zeros(hu.shape, np.uint8)
     pred = np.zeros(hu.shape, np.uint8)
     hu[1, 1:4, 1:4] = 250  # LAD lesion: 9 mm^2 x weight 2 = 18
@@ -33,11 +36,13 @@ def test_artery_scores_by_hand():
     }  # fmt: skip
 
 
-def test_evaluate_case_adds_artery_columns_only_when_asked():
+def test_evaluate_files_adds_artery_columns_only_when_asked(tmp_path):
     hu, pred, ref = _case()
-    plain = evaluate_case(hu, pred, ref, (3.0, 1.0, 1.0))
-    assert not any(k.startswith("agatston_ref_") for k in plain)
-    row = evaluate_case(hu, pred, ref, (3.0, 1.0, 1.0), per_artery=True)
+    for name, arr in (("ct", hu), ("ref", ref), ("pred", pred)):
+        write_volume(tmp_path / f"{name}.nii.gz", arr, spacing=(1.0, 1.0, 3.0))
+    case = CaseFiles("a", tmp_path / "ct.nii.gz", tmp_path / "ref.nii.gz", tmp_path / "pred.nii.gz")
+    assert not any(c.startswith("agatston_ref_") for c in evaluate_files([case]).columns)
+    row = evaluate_files([case], per_artery=True, lesion_connectivity=26).iloc[0]
     assert row["agatston_ref"] == pytest.approx(36.0) and row["agatston_pred"] == pytest.approx(34.0)
     assert row["agatston_ref_lad"] + row["agatston_ref_rca"] == pytest.approx(row["agatston_ref"])
     parts = sum(row[f"agatston_pred_in_{a}"] for a in ("lm", "lad", "lcx", "rca")) + row["agatston_pred_outside"]

@@ -23,7 +23,6 @@ def evaluate_case(
     spacing_zyx: tuple[float, float, float],
     *,
     lesion_connectivity: int = 26,
-    per_artery: bool = False,
     **score_options: Any,
 ) -> dict[str, Any]:
     """All per-case metrics of a predicted vs a reference calcium mask on one CT.
@@ -33,9 +32,6 @@ def evaluate_case(
         pred, ref: (z, y, x) label maps (non-zero = calcium); scored as a whole (their union of labels).
         spacing_zyx: voxel spacing, mm.
         lesion_connectivity: 3D connectivity of lesions for detection metrics.
-        per_artery: ``ref`` labels arteries (1 LM, 2 LAD, 3 LCX, 4 RCA): add ``agatston_ref_<artery>``, the
-            predicted Agatston overlapping each artery's reference calcium ``agatston_pred_in_<artery>``, and
-            ``agatston_pred_outside`` (predicted calcium outside every reference label). See :func:`artery_scores`.
         **score_options: options of :func:`s2cac.scoring.score_mask`.
 
     Returns:
@@ -54,31 +50,6 @@ def evaluate_case(
             row[f"mass_mg_{name}"] = total.mass_mg
         row[f"n_lesions2d_{name}"] = total.n_lesions
         row[f"risk_{name}"] = total.risk_category
-    if per_artery:
-        row.update(artery_scores(hu, pred, ref, spacing_zyx, **score_options))
-    return row
-
-
-#: Reference label value -> artery name (the synthetic cohort's and the importers' convention).
-ARTERY_NAMES = {1: "lm", 2: "lad", 3: "lcx", 4: "rca"}
-
-
-def artery_scores(
-    hu: np.ndarray, pred: np.ndarray, ref: np.ndarray, spacing_zyx: tuple[float, float, float], **score_options: Any
-) -> dict[str, float]:
-    """Agatston per artery of a per-artery reference label map, and of the (artery-less) prediction split by the
-    reference: a predicted voxel takes the artery label of the reference voxel it lies on, or counts as
-    ``outside`` (a false positive, or calcium the reference left unlabelled)."""
-    ref_scores = score_mask(hu, ref, spacing_zyx, **score_options).per_label
-    outside = max(ARTERY_NAMES) + 1
-    ref_lab = np.where(np.isin(ref, list(ARTERY_NAMES)), ref, outside)
-    split = np.where(pred != 0, ref_lab, 0).astype(np.uint8)
-    pred_scores = score_mask(hu, split, spacing_zyx, **score_options).per_label
-    row: dict[str, float] = {}
-    for value, name in ARTERY_NAMES.items():
-        row[f"agatston_ref_{name}"] = ref_scores[value].agatston if value in ref_scores else 0.0
-        row[f"agatston_pred_in_{name}"] = pred_scores[value].agatston if value in pred_scores else 0.0
-    row["agatston_pred_outside"] = pred_scores[outside].agatston if outside in pred_scores else 0.0
     return row
 
 
