@@ -20,12 +20,6 @@ RATIO_TAGS = [_ratio_tag(r) for r in SPLITS["labeled_ratios"]]
 
 if config["dataset"]["source"] == "case_sheet" and not config["dataset"].get("case_sheet"):
     raise ValueError("config: dataset.source is case_sheet but dataset.case_sheet (the TSV path) is not set")
-if config["dataset"]["source"] == "folder" and not (config["dataset"].get("folder") or {}).get("images"):
-    raise ValueError("config: dataset.source is folder but dataset.folder.images and .labels are not set")
-SCORE_ONLY = config["dataset"]["source"] == "coca" and (config["dataset"].get("coca") or {}).get("part") == "nongated"
-if config["dataset"]["source"] in ("coca", "folder"):
-    sys.path.insert(0, str(REPO))
-    from s2cac.datasets.run import data_root
 if config["dataset"]["source"] == "synthetic":
     sys.path.insert(0, str(REPO))
     from s2cac.synth.config import SynthConfig
@@ -35,9 +29,6 @@ if config["dataset"]["source"] == "synthetic":
         SynthConfig.from_dict(dict(config["dataset"]["synthetic"]))
     except ValueError as err:
         raise ValueError(f"config: dataset.synthetic: {err}") from None
-# Per-artery Agatston in the evaluation where the reference labels arteries (1 LM, 2 LAD, 3 LCX, 4 RCA): the
-# synthetic cohort and COCA do; a folder or case sheet cohort does when it says so (evaluate.per_artery: true).
-config.setdefault("evaluate", {}).setdefault("per_artery", config["dataset"]["source"] in ("synthetic", "coca"))
 for fold in SPLITS["folds"]:
     if fold >= SPLITS["n_folds"]:
         raise ValueError(f"config: splits.folds has fold {fold} but splits.n_folds is {SPLITS['n_folds']}")
@@ -98,8 +89,8 @@ def get_all_targets():
     ]
     if config["dataset"]["source"] == "synthetic":
         targets += [f"results/data/{DATASET}/overview.png", f"results/data/{DATASET}/threshold_baseline.tsv"]
-    if SCORE_ONLY:  # score-only cases (no label maps): imported for scoring with a trained model, not trained on
-        return targets[:1]
+    if config["dataset"]["source"] == "coca" and (config["dataset"].get("coca") or {}).get("part") == "nongated":
+        return targets[:1]  # score-only cases (no label maps): imported for scoring a trained model, not trained on
     for seed in SPLITS["seeds"]:
         targets += split_files(seed)
     for exp, tag, fold, seed in run_tags():

@@ -1,6 +1,10 @@
 # Stage 1: the cohort. The built-in synthetic cohort, the user's own scans from a case sheet, or a real dataset
 # (COCA, or a folder cohort) fetched or found, verified and imported into the same case sheet.
 
+# Per-artery Agatston in the evaluation where the reference labels arteries (1 LM, 2 LAD, 3 LCX, 4 RCA): the
+# synthetic cohort and COCA do; a folder or case sheet cohort does when it says so (evaluate.per_artery: true).
+config.setdefault("evaluate", {}).setdefault("per_artery", config["dataset"]["source"] in ("synthetic", "coca"))
+
 if config["dataset"]["source"] == "synthetic":
 
     rule synthesize_cohort:
@@ -53,6 +57,10 @@ elif config["dataset"]["source"] == "case_sheet":
             "../scripts/import_case_sheet.py"
 
 else:
+    if config["dataset"]["source"] == "folder" and not (config["dataset"].get("folder") or {}).get("images"):
+        raise ValueError("config: dataset.source is folder but dataset.folder.images and .labels are not set")
+    sys.path.insert(0, str(REPO))
+    from s2cac.datasets.run import data_root
 
     rule fetch_dataset:
         # Downloads dataset.download into the data root (resumable, sha256-verified, unpacked safely) and checks
@@ -79,7 +87,6 @@ else:
     rule import_dataset:
         input:
             manifest="results/data/{dataset}/download.json",
-            code=package_code("datasets", "io"),
         output:
             cases="results/data/{dataset}/cases.tsv",
             images=directory("results/data/{dataset}/images"),
@@ -88,6 +95,9 @@ else:
             log_txt="results/data/{dataset}/import_log.txt",
         params:
             dataset={k: v for k, v in config["dataset"].items() if k in ("source", "root", "coca", "folder")},
+            # Result version of the import (bump it when a code change alters the imported cohort): an import of
+            # the whole COCA release takes hours, so editing package code alone re-runs nothing.
+            version=1,
         log:
             "logs/import_dataset/{dataset}.log",
         benchmark:
