@@ -27,12 +27,15 @@ from s2cac import __version__
 # name -> (module, one-line help). Order is the order shown by ``s2cac --help``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("s2cac.synth.cli", "generate the synthetic cardiac CT cohort (images, labels, case sheet)"),
+    "download": ("s2cac.datasets.cli_download", "fetch a dataset file (resumable, sha256-checked), unpack it safely"),
+    "import": ("s2cac.datasets.cli_import", "import COCA or a folder of images and label maps into a case sheet"),
     "check-cases": ("s2cac.data.cli_check", "validate a case sheet: ids, files, geometry, labels"),
     "nnunet-raw": ("s2cac.data.cli_raw", "write an nnU-Net v2 raw dataset (HU-windowed) from a case sheet"),
     "preprocess": ("s2cac.data.cli_preprocess", "run nnU-Net v2 fingerprint, planning and preprocessing"),
     "splits": ("s2cac.data.cli_splits", "write labeled/unlabeled/negative/validation/test splits"),
     "score": ("s2cac.scoring.cli", "Agatston, volume and mass scores of a calcium mask on a CT image"),
     "evaluate": ("s2cac.evaluation.cli", "segmentation and clinical agreement metrics against a reference"),
+    "evaluate-scores": ("s2cac.evaluation.cli_scores", "Agatston and risk agreement for score-only cases (no masks)"),
     "train": ("s2cac.training.cli", "train an S2CAC (or baseline/ablation) model on a preprocessed dataset"),
     "predict": ("s2cac.inference.cli", "calcium masks, Agatston scores and QC pictures for your own CT scans"),
     "export-model": ("s2cac.inference.cli_export", "package a trained model folder into one verifiable file"),

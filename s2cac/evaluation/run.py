@@ -79,14 +79,23 @@ def cases_from_sheet(sheet: Path, predictions: Path | None = None) -> list[CaseF
     ]
 
 
-def evaluate_files(cases: list[CaseFiles], geometry_tol: float = 1e-3, **options: Any) -> pd.DataFrame:
-    """Per-case table (one row per case, ``case_id`` first) of :func:`evaluate_case` on files."""
+def evaluate_files(
+    cases: list[CaseFiles], geometry_tol: float = 1e-3, per_artery: bool = False, **options: Any
+) -> pd.DataFrame:
+    """Per-case table (one row per case, ``case_id`` first) of :func:`evaluate_case` on files; with
+    ``per_artery`` (the references label 1 LM, 2 LAD, 3 LCX, 4 RCA) also the columns of
+    :func:`s2cac.evaluation.arteries.artery_scores`."""
+    from s2cac.evaluation.arteries import artery_scores
+
+    score_options = {k: v for k, v in options.items() if k != "lesion_connectivity"}
     rows = []
     for case in cases:
         hu, geom = read_ct(case.image, copy=False)
         ref, _ = read_label_map(case.reference, geom, geometry_tol, copy=False)
         pred, _ = read_label_map(case.prediction, geom, geometry_tol, copy=False)
         rows.append({"case_id": case.case_id, **evaluate_case(hu, pred, ref, geom.spacing_zyx, **options)})
+        if per_artery:
+            rows[-1].update(artery_scores(hu, pred, ref, geom.spacing_zyx, **score_options))
     return pd.DataFrame(rows)
 
 

@@ -100,6 +100,8 @@ def get_all_targets():
     ]
     if config["dataset"]["source"] == "synthetic":
         targets += [f"results/data/{DATASET}/overview.png", f"results/data/{DATASET}/threshold_baseline.tsv"]
+    if config["dataset"]["source"] == "coca" and (config["dataset"].get("coca") or {}).get("part") == "nongated":
+        return targets[:1]  # score-only cases (no label maps): imported for scoring a trained model, not trained on
     for seed in SPLITS["seeds"]:
         targets += split_files(seed)
     for exp, tag, fold, seed in run_tags():
