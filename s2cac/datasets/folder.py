@@ -26,9 +26,8 @@ from s2cac.datasets.common import (
     unique_ids,
     write_summary,
 )
-from s2cac.io.images import read_ct, read_label_map
+from s2cac.io.images import IMAGE_SUFFIXES, read_ct, read_label_map
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 #: Named label mappings (source value -> our value; 0 stays 0).
 LABEL_PRESETS = {"orcascore": {1: 2, 2: 3, 3: 4}}
 

@@ -95,9 +95,7 @@ else:
             log_txt="results/data/{dataset}/import_log.txt",
         params:
             dataset={k: v for k, v in config["dataset"].items() if k in ("source", "root", "coca", "folder")},
-            # Result version of the import (bump it when a code change alters the imported cohort): an import of
-            # the whole COCA release takes hours, so editing package code alone re-runs nothing.
-            version=1,
+            version=STAGE_VERSIONS["import_dataset"],
         log:
             "logs/import_dataset/{dataset}.log",
         benchmark:
