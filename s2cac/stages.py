@@ -14,6 +14,7 @@ from __future__ import annotations
 STAGE_VERSIONS: dict[str, int] = {
     "synthesize_cohort": 1,
     "import_case_sheet": 1,
+    "fetch_dataset": 1,
     "import_dataset": 1,
     "nnunet_raw": 1,
     "nnunet_preprocess": 1,

@@ -277,10 +277,10 @@ def test_predict_interrupted_exits_130_keeping_finished_cases(
         _write(_ct(i), scans / f"p{i}.nii.gz")
     real = batch.predict_case
 
-    def interrupt_on_third(predictor, case, out_dir, options):
+    def interrupt_on_third(predictor, case, out_dir, options, *more, **named):
         if case.name == "p2":
             raise KeyboardInterrupt
-        return real(predictor, case, out_dir, options)
+        return real(predictor, case, out_dir, options, *more, **named)
 
     monkeypatch.setattr(batch, "predict_case", interrupt_on_third)
     out = tmp_path / "out"

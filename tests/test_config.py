@@ -126,7 +126,8 @@ def test_rerun_policy_code_is_versioned_not_an_input():
 
     rules = {}
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for name, body in re.findall(r"^\s*rule (\w+):\n((?:\s{4,}.*\n|\n)+)", smk.read_text(), re.M):
+        rule_body = r"^\s*rule (\w+):\n((?:(?!\s*rule \w+:)\s{4,}.*\n|\n)+)"
+        for name, body in re.findall(rule_body, smk.read_text(), re.M):
             rules[name] = body
     assert set(rules) == set(STAGE_VERSIONS)
     for name, body in rules.items():

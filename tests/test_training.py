@@ -176,7 +176,8 @@ def test_changed_config_refuses_resume(tiny_dataset, tmp_path):  # noqa: F811
 
 def test_cli_and_inference_loading(tiny_dataset, tmp_path):  # noqa: F811
     from s2cac.cli import main
-    from s2cac.training.checkpoint import load_model_for_inference
+    from s2cac.inference import load_model
+    from s2cac.training.checkpoint import load_safe
 
     pre, split = tiny_dataset
     (tmp_path / "split.json").write_text(json.dumps(split))
@@ -191,8 +192,12 @@ def test_cli_and_inference_loading(tiny_dataset, tmp_path):  # noqa: F811
             "supervised", "--experiments-file", str(exp), "--config", str(over), "--output", str(tmp_path / "m"),
             "--device", "cpu", "--threads", "1"]  # fmt: skip
     assert main(args) == 0
-    net, meta = load_model_for_inference(tmp_path / "m", "final")
-    assert meta["released_network"] == "student" and net.segmentation_only
+    assert load_safe(tmp_path / "m" / "checkpoint_final.pth")["released_network"] == "student"
+    model = load_model(tmp_path / "m", checkpoint="final")
+    net = model.build_network()
+    net.load_state_dict(model.state_dict)
+    net.eval()
+    net.segmentation_only = True
     with torch.no_grad():
         assert net(torch.rand(1, 1, 8, 32, 32)).shape == (1, 2, 8, 32, 32)
     bad = tmp_path / "bad.json"

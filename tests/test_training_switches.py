@@ -42,9 +42,11 @@ def _batches(tr, n):
 # ----- sampling -----
 def test_labeled_foreground_fraction(tiny_dataset, tmp_path):  # noqa: F811
     small = {"patch_size": [4, 16, 16], "augmentation": "none"}
-    always = _trainer(tiny_dataset, tmp_path / "a", labeled_foreground_fraction=1.0, **small)
+    always = _trainer(tiny_dataset, tmp_path / "a", labeled_foreground_fraction=1.0, labeled_candidate_fraction=0.0,
+                      **small)  # fmt: skip
     assert all((b["labeled"]["fg_seen"] > 0).all() for b in _batches(always, 8))
-    never = _trainer(tiny_dataset, tmp_path / "b", labeled_foreground_fraction=0.0, **small)
+    never = _trainer(tiny_dataset, tmp_path / "b", labeled_foreground_fraction=0.0, labeled_candidate_fraction=0.0,
+                     **small)  # fmt: skip
     assert any((b["labeled"]["fg_seen"] == 0).any() for b in _batches(never, 8))
 
 

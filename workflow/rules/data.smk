@@ -71,6 +71,7 @@ else:
         params:
             files=[[d.get("filename"), d.get("sha256")] for d in config["dataset"].get("download", [])],
             root=str(data_root(config["dataset"])),
+            version=STAGE_VERSIONS["fetch_dataset"],
         log:
             "logs/fetch_dataset/{dataset}.log",
         benchmark:
