@@ -166,9 +166,20 @@ def main(argv: list[str] | None = None) -> int:
         run_workflow(config, args.cores, targets, args.parallel)
 
     baseline = pd.read_csv(REPO / "results" / "data" / dataset / "threshold_baseline.tsv", sep="\t", comment="#")
-    rows = [model_row(dataset, exp, tag, fold, seed, baseline) for exp in args.experiments for seed in args.seeds]
-    test_cases = set(pd.read_csv(REPO / "results" / "evaluate" / dataset / args.experiments[0] / f"labeled{tag}"
-                                 / f"fold{fold}" / f"seed{args.seeds[0]}" / "per_case.csv")["case_id"])  # fmt: skip
+    rows, missing = [], []
+    for exp in args.experiments:
+        for seed in args.seeds:
+            folder = REPO / "results" / "evaluate" / dataset / exp / f"labeled{tag}" / f"fold{fold}" / f"seed{seed}"
+            if (folder / "per_case.csv").is_file():
+                rows.append(model_row(dataset, exp, tag, fold, seed, baseline))
+            else:
+                missing.append(f"{exp}/seed{seed}")
+    if not rows:
+        print("no evaluated model yet; run without --no-run", file=sys.stderr)
+        return 1
+    first = rows[0]
+    test_cases = set(pd.read_csv(REPO / "results" / "evaluate" / dataset / first["method"] / f"labeled{tag}"
+                                 / f"fold{fold}" / f"seed{first['seed']}" / "per_case.csv")["case_id"])  # fmt: skip
     rows.append(threshold_row(baseline, test_cases))
     order = [*args.experiments, rows[-1]["method"]]
     n_test, n_neg = rows[0]["n_test"], rows[0]["n_neg"]
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Synthetic demo cohort (`{dataset}`, NOT clinical data): {n_test} test scans ({n_neg} negative), "
         f"labeled ratio {tag} %, fold {fold}, seeds {' '.join(map(str, args.seeds))}; mean +- sd over seeds.\n\n"
         + table(rows, order)
+        + (f"\n\nNot evaluated (yet): {', '.join(missing)}" if missing else "")
     )
     out = REPO / "results" / "learning"
     out.mkdir(parents=True, exist_ok=True)
