@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from s2cac.evaluation.cohort import cohort_summary, evaluate_case, summary_table
@@ -99,13 +100,16 @@ def evaluate_files(
     return pd.DataFrame(rows)
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf as None (JSON has no NaN: undefined values are null) and numpy scalars as Python's."""
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
-        return None  # JSON has no NaN: undefined values are null
+        return None
     return obj
 
 
@@ -114,7 +118,7 @@ def write_outputs(per_case: pd.DataFrame, summary: dict[str, Any], out_dir: Path
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "per_case.csv", out_dir / "summary.json", out_dir / "summary.csv"]
     per_case.to_csv(written[0], index=False, na_rep="NaN")
-    written[1].write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    written[1].write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     summary_table(summary).to_csv(written[2], index=False, na_rep="NaN")
     if figures and len(per_case):
         from s2cac.evaluation.plots import plot_bland_altman, plot_confusion, plot_scatter

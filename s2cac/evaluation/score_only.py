@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from s2cac.data.atomic import atomic_write_text
+from s2cac.evaluation.run import json_safe
 from s2cac.evaluation.stats import bland_altman, category_agreement, correlations, icc_a1
 from s2cac.scoring import RISK_BOUNDS, risk_category, risk_category_names
 
@@ -86,22 +87,10 @@ def compare_scores(
     return per_case, summary
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
-    return obj
-
-
 def write_comparison(per_case: pd.DataFrame, summary: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """``per_case.csv`` and ``summary.json`` in ``out_dir`` (each written atomically)."""
     out_dir = Path(out_dir)
     files = [out_dir / "per_case.csv", out_dir / "summary.json"]
     atomic_write_text(files[0], per_case.to_csv(index=False, lineterminator="\n"))
-    atomic_write_text(files[1], json.dumps(_json_safe(summary), indent=2) + "\n")
+    atomic_write_text(files[1], json.dumps(json_safe(summary), indent=2) + "\n")
     return files
