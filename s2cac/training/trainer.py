@@ -330,17 +330,12 @@ class S2CACTrainer(nnUNetTrainer):
         """Student (and teacher) forward on a composed batch (see :meth:`compose`); returns the loss terms."""
         cfg, n_sup = self.cfg, len(b["sup_x"])
         x = b["sup_x"] if b["unl_x"] is None else torch.cat([b["sup_x"], b["unl_x"]])
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last_3d)
         with self._autocast():
-            logits, scores = self.network(x)
+            logits, scores = self.network(self._layout(x))
             t_logits = t_scores = None
             if self.teacher is not None:
                 with torch.no_grad():
-                    t_x = b["unl_x"] + self.teacher_noise(b["unl_x"])
-                    if self.device.type == "cpu":
-                        t_x = t_x.contiguous(memory_format=torch.channels_last_3d)
-                    t_logits, t_scores = self.teacher(t_x)
+                    t_logits, t_scores = self.teacher(self._layout(b["unl_x"] + self.teacher_noise(b["unl_x"])))
         has_score, has_teacher = cfg.use_score_head, t_logits is not None
         return L.s2cac_loss_terms(
             sup_logits=logits[:n_sup],
@@ -362,6 +357,10 @@ class S2CACTrainer(nnUNetTrainer):
             normalization=cfg.loss_normalization,
             term_weights=getattr(self, "term_weights", None),
         )
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input in the memory layout of the network: channels-last on the CPU (see :meth:`initialize`)."""
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.device.type == "cpu" else x
 
     def teacher_noise(self, x: torch.Tensor) -> torch.Tensor:
         """clamp(N(0, sigma^2), +-clip) with sigma and clip given in HU, on the network's intensity scale."""
@@ -412,8 +411,7 @@ class S2CACTrainer(nnUNetTrainer):
         x = batch["data"].to(self.device, non_blocking=True)
         y = batch["target"].to(self.device, non_blocking=True)
         with self._autocast():
-            fmt = torch.channels_last_3d if self.device.type == "cpu" else torch.contiguous_format
-            logits, _ = self.eval_network(x.contiguous(memory_format=fmt))
+            logits, _ = self.eval_network(self._layout(x))
         mask = self.candidate_mask(x)
         loss = L.weighted_ce(logits, y[:, 0], mask=mask) + L.weighted_soft_dice(logits, y[:, 0], mask=mask)
         pred = logits.argmax(1, keepdim=True)
