@@ -176,3 +176,28 @@ def test_build_network_refuses_local_names_and_typos(name) -> None:
 
     with pytest.raises(ValueError, match=rf"unknown network argument\(s\) \['{name}'\]"):
         build_network("tiny", **{name: 3})
+
+
+def test_fullres_kernel_only_in_the_last_decoder_block():
+    def kernels(net):
+        return [[m.kernel_size for m in block.modules() if isinstance(m, torch.nn.Conv3d)] for block in net.decoder]
+
+    tiny = kernels(build_network("tiny"))
+    assert tiny[-1] == [(1, 3, 3), (1, 3, 3)] and all(k == [(3, 3, 3)] * 2 for k in tiny[:-1])
+    assert all(k == [(3, 3, 3)] * 2 for k in kernels(build_network("tiny", fullres_kernel=(3, 3, 3))))
+    assert kernels(build_network("paper"))[-1] == [(3, 3, 3), (3, 3, 3)]  # the authors' network is unchanged
+    logits, _ = build_network("tiny", fullres_kernel=[3, 1, 1])(torch.randn(2, 1, 4, 32, 32))
+    assert logits.shape == (2, 2, 4, 32, 32)
+    with pytest.raises(ValueError, match="fullres_kernel must be three odd positive integers"):
+        build_network("tiny", fullres_kernel=(2, 3, 3))
+
+
+def test_connection_pools_before_projecting_as_if_after():
+    """Pooling then projecting (what forward does, cheaper) equals projecting every voxel then pooling."""
+    torch.manual_seed(0)
+    block = build_network("tiny").connections[-1]
+    feats = torch.randn(2, 8, 6, 48, 80)  # a grid the token pool does not divide evenly
+    with torch.no_grad():
+        slow = F.adaptive_avg_pool3d(block.proj(feats), block.token_grid)
+        fast = block.proj(F.adaptive_avg_pool3d(feats, block.token_grid))
+    assert torch.allclose(slow, fast, atol=1e-5)

@@ -36,6 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_heads=2,
         ff_dim=32,
         dropout=0.0,
+        fullres_kernel=(1, 3, 3),  # the full-resolution block in-plane only: ~1.3x per CPU training step
     ),
 }
 

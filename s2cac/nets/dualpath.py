@@ -77,7 +77,9 @@ class ConnectionBlock(nn.Module):
         )
 
     def forward(self, feats: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        tokens = F.adaptive_avg_pool3d(self.proj(feats), self.token_grid).flatten(2).transpose(1, 2) + pos
+        # proj (1x1x1 conv) and the average pool are both linear and commute exactly; pooling first runs the
+        # projection on N tokens instead of every voxel (the full-resolution connection was ~15 % of a CPU step)
+        tokens = self.proj(F.adaptive_avg_pool3d(feats, self.token_grid)).flatten(2).transpose(1, 2) + pos
         attended, _ = self.cross_attn(tokens, memory, memory, need_weights=False)
         if self.faithful:
             return self.encoder(attended)
@@ -113,6 +115,9 @@ class DualPathNet(nn.Module):
         faithful_init: initialise as the authors' code: position embedding ~ N(0, 1) and Linear layers
             Xavier-uniform with zero bias (default: position embedding truncated N(0, 0.02^2), PyTorch's Linear
             default).
+        fullres_kernel: (z, y, x) kernel of the two convolutions of the last decoder block, the only one at full
+            resolution (odd sizes). The authors use (3, 3, 3); ``(1, 3, 3)`` costs about a quarter on a CPU (the
+            3D context then comes from the lower-resolution layers, which keep 3 x 3 x 3).
 
     ``forward(x)`` with x (B, in_channels, Z, Y, X) returns ``(logits (B, num_classes, Z, Y, X), score (B,))``,
     or only the logits when :attr:`segmentation_only` is True (for nnU-Net's sliding-window predictor).
@@ -138,6 +143,7 @@ class DualPathNet(nn.Module):
         faithful_connection: bool = False,
         attn_dropout: float | None = None,
         faithful_init: bool = False,
+        fullres_kernel: Sequence[int] = (3, 3, 3),
     ) -> None:
         super().__init__()
         _validate(
@@ -156,6 +162,7 @@ class DualPathNet(nn.Module):
             pool_kernel,
             faithful_connection,
         )
+        _odd_kernel("fullres_kernel", fullres_kernel)
         if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
             raise ValueError(f"attn_dropout must be in [0, 1) or None, got {attn_dropout}")
         self.segmentation_only = False
@@ -174,8 +181,9 @@ class DualPathNet(nn.Module):
         # skips from deep to shallow: stages[-2], ..., stages[0], stem; the last decoder block has none
         skips = list(stage_channels[-2::-1]) + [stem_channels, 0]
         decoder, cin = [], stage_channels[-1]
-        for cout, skip in zip(decoder_channels, skips, strict=True):
-            decoder.append(nn.Sequential(_conv_bn_relu(cin + skip, cout), _conv_bn_relu(cout, cout)))
+        for i, (cout, skip) in enumerate(zip(decoder_channels, skips, strict=True)):
+            k = tuple(fullres_kernel) if i == len(decoder_channels) - 1 else (3, 3, 3)
+            decoder.append(nn.Sequential(_conv_bn_relu(cin + skip, cout, k), _conv_bn_relu(cout, cout, k)))
             cin = cout
         self.decoder = nn.ModuleList(decoder)
         self.head = nn.Conv3d(decoder_channels[-1], num_classes, 1)
@@ -302,8 +310,12 @@ def _validate(
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     if fg_prior is not None and not 0.0 < fg_prior < 1.0:
         raise ValueError(f"fg_prior must be a probability in (0, 1), got {fg_prior}")
-    kernel = list(pool_kernel) if isinstance(pool_kernel, Sequence) and not isinstance(pool_kernel, str) else []
-    if len(kernel) != 3 or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 and k % 2 for k in kernel):
-        raise ValueError(f"pool_kernel must be three odd positive integers (z, y, x), got {pool_kernel!r}")
+    _odd_kernel("pool_kernel", pool_kernel)
     if not isinstance(faithful_connection, bool):
         raise ValueError(f"faithful_connection must be true or false, got {faithful_connection!r}")
+
+
+def _odd_kernel(name: str, kernel) -> None:
+    values = list(kernel) if isinstance(kernel, Sequence) and not isinstance(kernel, str) else []
+    if len(values) != 3 or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 and k % 2 for k in values):
+        raise ValueError(f"{name} must be three odd positive integers (z, y, x), got {kernel!r}")

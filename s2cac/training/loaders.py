@@ -45,7 +45,8 @@ class PatchLoader(nnUNetDataLoader):
     Batch dict: ``data`` (B, C, Z, Y, X) float32, ``target`` (B, 1, Z, Y, X) int16 (None when
     ``read_labels`` is False), ``keys``, ``fg_seen`` (B,) label-1 voxels in the patch the network sees (after
     augmentation) and ``fg_crop`` (B,) label-1 voxels in the original code's larger crop (METHOD.md defect 2:
-    the whole z range of the case over the in-plane extent of the crop before augmentation).
+    the whole z range of the case over the in-plane extent of the crop before augmentation; 0 unless
+    ``count_whole_z``, since only ``faithful_score_crop`` uses it).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class PatchLoader(nnUNetDataLoader):
         read_labels: bool = True,
         candidate_fraction: float = 0.0,
         candidate_level: float | None = None,
+        count_whole_z: bool = True,
     ) -> None:
         super().__init__(
             data,
@@ -75,6 +77,7 @@ class PatchLoader(nnUNetDataLoader):
         self.candidate_fraction = float(candidate_fraction) if candidate_level is not None else 0.0
         self.candidate_level = candidate_level
         self.candidates_use_labels = True  # False: candidates from the image alone (unlabeled scans)
+        self.count_whole_z = bool(count_whole_z)  # False: fg_crop is not needed and stays 0 (saves a crop)
         self._candidates: dict[str, np.ndarray] = {}
 
     def candidate_locations(self, key: str, data, seg) -> np.ndarray:
@@ -113,8 +116,11 @@ class PatchLoader(nnUNetDataLoader):
                 image = torch.from_numpy(crop_and_pad_nd(data, bbox, 0)).float()
                 if seg is not None:
                     label = torch.from_numpy(crop_and_pad_nd(seg, bbox, -1, cast_cropped_to=np.int16)).to(torch.int16)
-                    big = [[0, seg.shape[1]], *bbox[1:]]  # the authors' crop: every slice of the case
-                    crop.append(int((crop_and_pad_nd(seg, big, -1) == 1).sum()))
+                    if self.count_whole_z:
+                        big = [[0, seg.shape[1]], *bbox[1:]]  # the authors' crop: every slice of the case
+                        crop.append(int((crop_and_pad_nd(seg, big, -1) == 1).sum()))
+                    else:
+                        crop.append(0)
                 else:
                     label = torch.zeros((1, *image.shape[1:]), dtype=torch.int16)
                     crop.append(0)
