@@ -337,16 +337,16 @@ def test_execution_keys_do_not_block_resume():
     assert same_method(a, b) and not same_method(a, c)
 
 
-def test_cpu_teacher_runs_a_single_patch_as_a_pair(tiny_dataset, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_cpu_teacher_runs_a_single_patch_as_a_pair(tiny_dataset, tmp_path, mode):  # noqa: F811
     """Batch 1 takes torch's slow CPU convolution path; the pair gives the same output (eval and train mode)."""
-    for mode in ("eval", "train"):
-        tr = _trainer(tiny_dataset, tmp_path / mode, loaders=False, teacher_mode=mode)
-        seen = []
-        handle = tr.teacher.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[0]))
-        x = torch.rand(1, 1, *tr.configuration_manager.patch_size)
-        with torch.no_grad():
-            logits, scores = tr._teacher_forward(x)
-            handle.remove()
-            ref_logits, ref_scores = tr.teacher(x)
-        assert seen == [2] and logits.shape == ref_logits.shape and scores.shape == (1,)
-        assert torch.allclose(logits, ref_logits, atol=1e-4) and torch.allclose(scores, ref_scores, atol=1e-4)
+    tr = _trainer(tiny_dataset, tmp_path, loaders=False, teacher_mode=mode)
+    seen = []
+    handle = tr.teacher.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[0]))
+    x = torch.rand(1, 1, *tr.configuration_manager.patch_size)
+    with torch.no_grad():
+        logits, scores = tr._teacher_forward(x)
+        handle.remove()
+        ref_logits, ref_scores = tr.teacher(x)
+    assert seen == [2] and logits.shape == ref_logits.shape and scores.shape == (1,)
+    assert torch.allclose(logits, ref_logits, atol=1e-4) and torch.allclose(scores, ref_scores, atol=1e-4)
