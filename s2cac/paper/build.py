@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from s2cac.data.atomic import atomic_write_text
@@ -82,3 +83,83 @@ def build_experiment_table(plan: dict[str, Any], experiment: str, out_stem: str 
     csv = pd.concat(data, ignore_index=True).to_csv(index=False, na_rep="NaN", lineterminator="\n")
     atomic_write_text(out_stem.with_suffix(".csv"), csv)
     atomic_write_text(out_stem.with_suffix(".md"), "\n".join(parts))
+
+
+def nsb_schedules(plan: dict[str, Any]) -> dict[str, dict]:
+    """Legend label -> {a, b, tau, epochs} of the plan's NSB schedules (``plan["nsb"]``: experiment -> its
+    resolved NSB settings, from the workflow); experiments with the same schedule share one line. Without any,
+    the method's published schedule (a 0.999, b 0.03, tau 300 over 500 epochs)."""
+    groups: dict[tuple, list[str]] = {}
+    for exp, s in (plan.get("nsb") or {}).items():
+        groups.setdefault((s["a"], s["b"], s["tau"], s["epochs"]), []).append(exp)
+    if not groups:
+        groups[(0.999, 0.03, 300.0, 500)] = ["published schedule"]
+    return {
+        f"{', '.join(names)}: a={a:g}, b={b:g}, tau={tau:g}": {"a": a, "b": b, "tau": tau, "epochs": epochs}
+        for (a, b, tau, epochs), names in groups.items()
+    }
+
+
+def _qualitative_cases(plan: dict[str, Any], per_case: pd.DataFrame, columns: dict[str, str], sheet: pd.DataFrame,
+                       root: str | Path) -> list:  # fmt: skip
+    from s2cac.paper.figures import QualitativeCase
+
+    ratio, fold, seed = plan["main_ratio"], min(plan["folds"]), min(plan["seeds"])
+    first = per_case[(per_case["experiment"] == plan["method"]) & (per_case["ratio"] == ratio)]
+    first = first[(first["fold"] == fold) & (first["seed"] == seed) & (first["agatston_ref"] > 0)]
+    ids = first.sort_values(["agatston_ref", "case_id"])["case_id"].tolist()
+    n = min(int(plan.get("qualitative_cases", 4)), len(ids))
+    picks = [ids[i] for i in np.unique(np.linspace(0, len(ids) - 1, n).round().astype(int))] if n else []
+    rows = sheet.set_index("case_id")
+    return [
+        QualitativeCase(
+            cid,
+            Path(rows.loc[cid, "image"]),
+            Path(rows.loc[cid, "label"]),
+            {
+                title: Run(exp, ratio, fold, seed).path("predict", plan["dataset"], root) / f"{cid}_cac.nii.gz"
+                for title, exp in columns.items()
+            },  # fmt: skip
+        )
+        for cid in picks
+    ]
+
+
+def build_figures(
+    plan: dict[str, Any], out_dir: str | Path, cases_tsv: str | Path, root: str | Path = "."
+) -> list[Path]:
+    """Write the figures (PNG and PDF) into ``out_dir``: dice_vs_ratio, agatston_agreement (the method),
+    risk_confusion, qualitative (the method and the best baseline by main-table Dice), training_curves,
+    nsb_schedule; returns the paths."""
+    from s2cac.data.cases import load_case_sheet
+    from s2cac.paper import figures as fig
+
+    out_dir = Path(out_dir)
+    dataset, cohort, ratio, method = plan["dataset"], plan["cohort"], plan["main_ratio"], plan["method"]
+    metrics, per_case = load_runs(plan_runs(plan), dataset, root)
+    labels = method_labels(plan, root)
+    main = main_experiments(plan)
+    at_ratio = per_case[per_case["ratio"] == ratio]
+    paths = fig.dice_vs_ratio(metrics, main, labels, cohort, out_dir / "dice_vs_ratio")
+    own = at_ratio[at_ratio["experiment"] == method]
+    paths += fig.agatston_agreement(own, labels[method], cohort, out_dir / "agatston_agreement")
+    paths += fig.risk_confusions(at_ratio, main, labels, cohort, out_dir / "risk_confusion")
+    dice = metrics[metrics["ratio"] == ratio].groupby("experiment")["dice"].mean()
+    candidates = [e for e in plan.get("baselines", []) if e in dice.index and dice[e] == dice[e]]
+    if not candidates and plan.get("threshold"):
+        candidates = [THRESHOLD_EXPERIMENT]
+    columns = {labels[method]: method}
+    if candidates:
+        best = max(candidates, key=lambda e: dice[e])
+        columns[f"best baseline: {labels[best]}"] = best
+    sheet = load_case_sheet(cases_tsv)
+    paths += fig.qualitative_grid(_qualitative_cases(plan, per_case, columns, sheet, root), cohort,
+                                  out_dir / "qualitative")  # fmt: skip
+    curves = {}
+    for exp in experiments_of(plan):
+        if exp != THRESHOLD_EXPERIMENT:
+            logs = [r.path("models", dataset, root) / "training_log.txt" for r in plan_runs(plan, [exp])]
+            curves[labels[exp]] = [fig.read_training_log(p) for p in logs if p.parents[2].name == f"labeled{ratio}"]
+    paths += fig.training_curves(curves, cohort, out_dir / "training_curves")
+    paths += fig.nsb_schedule(nsb_schedules(plan), cohort, out_dir / "nsb_schedule")
+    return paths
