@@ -22,4 +22,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "train": 1,
     "predict": 1,
     "evaluate": 1,
+    "heart_regions": 1,
+    "predict_threshold": 1,
+    "paper": 1,
 }
