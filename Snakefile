@@ -61,10 +61,30 @@ rule all:
         get_all_targets(),
 
 
+if PAPER is not None:
+
+    rule paper:
+        # `snakemake --cores all paper`: every table, figure and report file of the paper plan.
+        input:
+            paper_targets(),
+        localrule: True
+
+    for _name in experiments_of(PAPER):
+
+        rule:
+            # `snakemake --cores all experiment_<name>`: one experiment's trainings, predictions, evaluations
+            # and its own table; the other experiments' outputs are not touched.
+            name:
+                f"experiment_{_name}"
+            input:
+                experiment_targets(_name),
+            localrule: True
+
+
 onsuccess:
     # the demo's last words: how well each method did, and where to look next
     headline = Path(PAPER_DIR) / "tables" / "headline.txt"
     if PAPER is not None and headline.is_file():
-        print("\n" + headline.read_text().rstrip())
+        print(f"\n{headline.read_text().rstrip()}")
         print(f"\nTables and figures: {PAPER_DIR}/ (tables/main.md first). The HTML report with captions, config,")
         print("software versions and wall time per stage: snakemake --report results/report.html")

@@ -24,5 +24,8 @@ STAGE_VERSIONS: dict[str, int] = {
     "evaluate": 1,
     "heart_regions": 1,
     "predict_threshold": 1,
-    "paper": 1,
+    "paper_tables": 1,
+    "paper_figures": 1,
+    "paper_environment": 1,
+    "experiment_table": 1,
 }

@@ -1,7 +1,8 @@
 # Stage 7: the paper's results from data (results/paper/{dataset}/): the threshold-only reference method,
 # tables (CSV, Markdown, LaTeX), figures (PNG, PDF), the environment and wall-time tables for the report, and one
-# target per experiment (`snakemake --cores all experiment_<name>`). What is compared comes from the `paper:`
-# section of the config (config/README.md); s2cac.paper builds everything, this file only wires it.
+# summary per experiment (the targets `paper` and `experiment_<name>` are in the Snakefile). What is compared
+# comes from the `paper:` section of the config (config/README.md); s2cac.paper builds everything, this file
+# only wires it.
 
 if config["dataset"]["source"] == "synthetic":
 
@@ -74,7 +75,7 @@ if PAPER is not None:
                             category="Paper", subcategory="Tables", labels={"table": "headline"}),
         params:
             plan=PAPER,
-            version=STAGE_VERSIONS["paper"],
+            version=STAGE_VERSIONS["paper_tables"],
         log:
             f"logs/paper_tables/{DATASET}.log",
         benchmark:
@@ -104,7 +105,7 @@ if PAPER is not None:
             },
         params:
             plan=PAPER,
-            version=STAGE_VERSIONS["paper"],
+            version=STAGE_VERSIONS["paper_figures"],
         log:
             f"logs/paper_figures/{DATASET}.log",
         benchmark:
@@ -134,6 +135,7 @@ if PAPER is not None:
         params:
             config=config,
             cohort=PAPER["cohort"],
+            version=STAGE_VERSIONS["paper_environment"],
         log:
             f"logs/paper_environment/{DATASET}.log",
         threads: 1
@@ -154,7 +156,7 @@ if PAPER is not None:
             md="results/paper/{dataset}/experiments/{experiment}.md",
         params:
             plan=PAPER,
-            version=STAGE_VERSIONS["paper"],
+            version=STAGE_VERSIONS["experiment_table"],
         log:
             "logs/experiment_table/{dataset}/{experiment}.log",
         threads: 1
@@ -165,20 +167,3 @@ if PAPER is not None:
             "../envs/analysis.yaml"
         script:
             "../scripts/experiment_table.py"
-
-    rule paper:
-        # `snakemake --cores all paper`: every table, figure and report file of the paper plan.
-        input:
-            paper_targets(),
-        localrule: True
-
-    for _name in experiments_of(PAPER):
-
-        rule:
-            # `snakemake --cores all experiment_<name>`: one experiment's trainings, predictions, evaluations
-            # and its own table; the other experiments' outputs are not touched.
-            name:
-                f"experiment_{_name}"
-            input:
-                experiment_targets(_name),
-            localrule: True
