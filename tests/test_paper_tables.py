@@ -58,6 +58,8 @@ def test_ties_are_all_bold(tree) -> None:
     t = comparison_table("main", "Main", metrics, ["supervised", "s2cac"], "50", p["cohort"])
     j = t.header.index("Lesion F1")
     assert t.rows[0][j].bold and t.rows[1][j].bold
+    alone = comparison_table("one", "One", metrics, ["s2cac"], "50", p["cohort"])
+    assert not any(c.bold for c in alone.rows[0])  # one row: nothing to be best against
 
 
 def _check_latex(text: str) -> None:

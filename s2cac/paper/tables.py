@@ -75,10 +75,11 @@ def aggregate(metrics: pd.DataFrame, keys: Sequence[str] = ("experiment", "ratio
 
 
 def _bold_best(cells: list[Cell], higher_better: bool) -> list[Cell]:
-    """The cells whose shown mean is the best of the column get ``bold``; ties are all bold."""
+    """The cells whose shown mean is the best of the column get ``bold``; ties are all bold; a column with fewer
+    than two values has no best."""
     shown = [round(c.mean, c.digits) if math.isfinite(c.mean) else math.nan for c in cells]
     finite = [v for v in shown if math.isfinite(v)]
-    if not finite:
+    if len(finite) < 2:
         return cells
     best = max(finite) if higher_better else min(finite)
     return [Cell(c.text, c.mean, c.sd, c.digits, bold=v == best) for c, v in zip(cells, shown, strict=True)]

@@ -133,7 +133,8 @@ if PAPER is not None:
                             subcategory="Environment", labels={"file": "wall time per stage"}),
             walltime_md=f"{PAPER_DIR}/walltime.md",
         params:
-            config=config,
+            # the config is dumped from snakemake.config by the script, not held here: an execution setting
+            # (device, threads) must not re-run anything
             cohort=PAPER["cohort"],
             version=STAGE_VERSIONS["paper_environment"],
         log:

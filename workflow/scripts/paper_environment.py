@@ -14,7 +14,7 @@ with logged(snakemake.log[0]):
     from s2cac.paper.environment import software_versions, walltime_markdown, walltime_table
 
     repo = Path(snakemake.scriptdir).resolve().parents[1]
-    atomic_write_text(snakemake.output.config, yaml.safe_dump(dict(snakemake.params.config), sort_keys=False))
+    atomic_write_text(snakemake.output.config, yaml.safe_dump(dict(snakemake.config), sort_keys=False))
     atomic_write_text(snakemake.output.software, software_versions(repo).to_csv(index=False, lineterminator="\n"))
     wall = walltime_table("benchmarks")
     atomic_write_text(snakemake.output.walltime, wall.to_csv(index=False, na_rep="NaN", lineterminator="\n"))
