@@ -25,6 +25,8 @@ $(STAMP): $(LOCK) pyproject.toml
 
 demo: setup
 	$(VENV)/bin/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	$(VENV)/bin/snakemake --report results/report.html
+	@echo ">> open results/report.html (tables, figures, config, software versions, wall time per stage)"
 
 test: setup
 	$(PY) -m pytest -q tests

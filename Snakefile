@@ -18,6 +18,13 @@
 #                                                            scores.csv, qc/<case>.png
 #   results/evaluate/{dataset}/{experiment}/labeled{pct}/fold{fold}/seed{seed}/ per_case.csv, summary.json,
 #                                                            summary.csv, figures/
+#   results/predict/{dataset}/threshold/...                  the threshold-only reference method (no model)
+#   results/paper/{dataset}/tables/, figures/, experiments/  paper tables (csv, md, tex), figures (png, pdf),
+#                                                            one summary per experiment; config.yaml,
+#                                                            software.csv, walltime.csv for the report
+#
+# Targets: all (default: the cohort, the runs of training.run and the paper outputs), paper, experiment_<name>
+# (one experiment alone, e.g. experiment_s2cac_no_nsb). Report: snakemake --report results/report.html
 #   logs/{rule}/{wildcards}.log, benchmarks/{rule}/{wildcards}.tsv
 from snakemake.utils import min_version
 
@@ -45,9 +52,39 @@ include: "workflow/rules/splits.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule all:
     default_target: True
     input:
         get_all_targets(),
+
+
+if PAPER is not None:
+
+    rule paper:
+        # `snakemake --cores all paper`: every table, figure and report file of the paper plan.
+        input:
+            paper_targets(),
+        localrule: True
+
+    for _name in experiments_of(PAPER):
+
+        rule:
+            # `snakemake --cores all experiment_<name>`: one experiment's trainings, predictions, evaluations
+            # and its own table; the other experiments' outputs are not touched.
+            name:
+                f"experiment_{_name}"
+            input:
+                experiment_targets(_name),
+            localrule: True
+
+
+onsuccess:
+    # the demo's last words: how well each method did, and where to look next
+    headline = Path(PAPER_DIR) / "tables" / "headline.txt"
+    if PAPER is not None and headline.is_file():
+        print(f"\n{headline.read_text().rstrip()}")
+        print(f"\nTables and figures: {PAPER_DIR}/ (tables/main.md first). The HTML report with captions, config,")
+        print("software versions and wall time per stage: snakemake --report results/report.html")

@@ -22,4 +22,10 @@ STAGE_VERSIONS: dict[str, int] = {
     "train": 1,
     "predict": 1,
     "evaluate": 1,
+    "heart_regions": 1,
+    "predict_threshold": 1,
+    "paper_tables": 1,
+    "paper_figures": 1,
+    "paper_environment": 1,
+    "experiment_table": 1,
 }

@@ -53,7 +53,7 @@ def parse_yes_no(value: object, where: str) -> bool:
 
 
 def load_case_sheet(path: str | Path) -> pd.DataFrame:
-    """Read and check a case sheet; image/label paths are returned absolute.
+    """Read and check a case sheet; image/label (and optional heart_region) paths are returned absolute.
 
     Args:
         path: the ``cases.tsv`` file.
@@ -84,8 +84,9 @@ def load_case_sheet(path: str | Path) -> pd.DataFrame:
     if len(dup):
         raise CaseSheetError(f"{path}: duplicate case id(s): {', '.join(map(str, dup))}")
     base = path.parent
-    for col in ("image", "label"):
-        df[col] = [str((base / p).resolve()) if p else "" for p in df[col]]
+    for col in ("image", "label", "heart_region"):  # heart_region: optional mask of the threshold-only method
+        if col in df.columns:
+            df[col] = [str((base / p).resolve()) if p else "" for p in df[col]]
     if "negative" in df.columns:
         df["negative"] = [
             parse_yes_no(v, f"{path}, case {cid}, column negative: ")

@@ -148,16 +148,31 @@ def _finish(
     return hu, label
 
 
-def synthesize_case(cfg: SynthConfig, index: int) -> Case:
-    """Generate case ``index`` of the cohort ``cfg`` from ``numpy.random.default_rng([cfg.seed, index])``."""
+def _case_anatomy(cfg: SynthConfig, index: int) -> tuple[np.random.Generator, Grid, Anatomy, float]:
+    """The first draws of case ``index``: (its random generator, grid, anatomy, anatomy scale). Shared by
+    :func:`synthesize_case` and :func:`heart_region`, so both see the same anatomy."""
     rng = np.random.default_rng([cfg.seed, index])
-    negative = cfg.is_negative(index)
     grid = _case_grid(cfg, rng)
     fov = grid.shape[2] * grid.spacing[2]
     scale = cfg.anatomy_scale if cfg.anatomy_scale is not None else fov / REFERENCE_FOV_MM
     anatomy = build_anatomy(
         grid, rng, scale=scale, jitter=cfg.size_jitter, rot_deg=cfg.rotation_deg, shift_mm=cfg.shift_mm
     )
+    return rng, grid, anatomy, scale
+
+
+def heart_region(cfg: SynthConfig, index: int) -> tuple[np.ndarray, Grid]:
+    """The heart region of case ``index`` (pericardial sac + aortic root + coronary surroundings, (z, y, x) bool)
+    and its grid, without drawing the rest of the case (about a second). Equal to
+    ``synthesize_case(cfg, index).heart_region``."""
+    _, grid, anatomy, _ = _case_anatomy(cfg, index)
+    return anatomy.heart_region, grid
+
+
+def synthesize_case(cfg: SynthConfig, index: int) -> Case:
+    """Generate case ``index`` of the cohort ``cfg`` from ``numpy.random.default_rng([cfg.seed, index])``."""
+    negative = cfg.is_negative(index)
+    rng, grid, anatomy, scale = _case_anatomy(cfg, index)
     img = anatomy.image
     anatomy.image = None  # type: ignore[assignment]
     zw = grid.axes[0]
@@ -246,6 +261,19 @@ def _atomic_image(array: np.ndarray, grid: Grid, path: Path) -> None:
     image.SetMetaData("ITK_FileNotes", SYNTHETIC_MARK)  # NIfTI descrip: lets predict's QC recognise the cohort
     with atomic_path(path, suffix=".nii.gz") as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def write_heart_regions(out_dir: str | Path, cfg: SynthConfig, indices: list[int] | None = None) -> list[Path]:
+    """Write the heart region of cases ``indices`` (default: all) as ``<out_dir>/<case_id>.nii.gz`` (uint8, 1 =
+    inside), on each case's grid: the region of the threshold-only reference method (s2cac.paper.threshold)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(cfg.n_cases) if indices is None else indices:
+        region, grid = heart_region(cfg, i)
+        written.append(out_dir / f"{cfg.case_id(i)}.nii.gz")
+        _atomic_image(region.astype(np.uint8), grid, written[-1])
+    return written
 
 
 def threshold_baseline(hu: np.ndarray, label: np.ndarray, heart_region: np.ndarray, voxel_mm3: float) -> dict:

@@ -106,4 +106,103 @@ def get_all_targets():
         targets += split_files(seed)
     for exp, tag, fold, seed in run_tags():
         targets.append(f"results/evaluate/{DATASET}/{exp}/labeled{tag}/fold{fold}/seed{seed}/summary.json")
-    return targets
+    return targets + paper_targets()
+
+
+# --- paper outputs (results/paper/{dataset}/): the plan of s2cac.paper.collect, built once from the config ---
+from s2cac.paper.collect import cohort_note, experiments_of, plan_runs
+from s2cac.paper.threshold import THRESHOLD_EXPERIMENT
+
+if THRESHOLD_EXPERIMENT in EXPERIMENTS:
+    raise ValueError(f"config: experiments.{THRESHOLD_EXPERIMENT}: the name is reserved for the threshold-only method")
+
+
+def _paper_plan():
+    """The paper plan (docs: config/README.md, `paper`), or None when there is nothing to compare."""
+    cfg = config.setdefault("paper", {})
+    if not EXPERIMENTS or (config["dataset"]["source"] == "coca" and (config["dataset"].get("coca") or {}).get("part") == "nongated"):
+        return None
+    run = list(TRAINING["run"])
+    method = cfg.get("method") or ("s2cac" if "s2cac" in run else (run[0] if run else None))
+    if method is None:
+        return None
+    ablations = cfg.get("ablations")
+    if ablations is None:
+        ablations = [e for e in run if e.startswith(f"{method}_")]
+    baselines = cfg.get("baselines")
+    if baselines is None:
+        baselines = [e for e in run if e != method and e not in ablations]
+    for key, names in (("method", [method]), ("baselines", baselines), ("ablations", ablations)):
+        for name in names:
+            if name not in EXPERIMENTS:
+                raise ValueError(f"config: paper.{key} names {name!r}, which is not under experiments: {sorted(EXPERIMENTS)}")
+    main = cfg.get("main_ratio")
+    if main is not None and ratio_tag(main) not in RATIO_TAGS:
+        raise ValueError(f"config: paper.main_ratio {main} is not one of splits.labeled_ratios {SPLITS['labeled_ratios']}")
+    nsb = {}
+    for name in [*baselines, method, *ablations]:
+        m = MethodConfig.from_dict(experiment_mapping(config, name))
+        if m.use_negatives and m.nsb.enabled:
+            nsb[name] = {"a": m.nsb.a, "b": m.nsb.b, "tau": m.nsb.tau, "epochs": m.epochs}
+    return {
+        "dataset": DATASET,
+        "cohort": cohort_note(DATASET, config["dataset"]["source"], cfg.get("cohort")),
+        "method": method,
+        "baselines": list(baselines),
+        "threshold": bool(cfg.get("threshold", True)),
+        "ablations": list(ablations),
+        "main_ratio": ratio_tag(main) if main is not None else RATIO_TAGS[0],
+        "ratios": RATIO_TAGS,
+        "folds": list(SPLITS["folds"]),
+        "seeds": list(SPLITS["seeds"]),
+        "threshold_hu": config["predict"]["threshold_hu"],
+        "qualitative_cases": int(cfg.get("qualitative_cases", 4)),
+        "nsb": nsb,
+    }
+
+
+PAPER = _paper_plan()
+PAPER_DIR = f"results/paper/{DATASET}"
+PAPER_TABLES = ["main", "ablation", "label_ratio", "wilcoxon"]
+PAPER_FIGURES = ["dice_vs_ratio", "agatston_agreement", "risk_confusion", "qualitative", "training_curves",
+                 "nsb_schedule"]
+
+
+def paper_evaluations(experiments=None):
+    """summary.json and per_case.csv of every run of the plan (or of ``experiments``)."""
+    return [
+        str(run.path("evaluate", DATASET) / name)
+        for run in plan_runs(PAPER, experiments)
+        for name in ("summary.json", "per_case.csv")
+    ]
+
+
+def paper_predictions():
+    """Prediction folders of the qualitative grid and of the threshold's region names (main ratio)."""
+    return [str(run.path("predict", DATASET)) for run in plan_runs(PAPER) if run.ratio == PAPER["main_ratio"]
+            and run.experiment not in PAPER["ablations"]]
+
+
+def paper_models():
+    """Final checkpoints of the learned runs at the main ratio (their training_log.txt feeds the curves)."""
+    return [str(run.path("models", DATASET) / "checkpoint_final.pth") for run in plan_runs(PAPER)
+            if run.ratio == PAPER["main_ratio"] and run.experiment != THRESHOLD_EXPERIMENT]
+
+
+def paper_targets():
+    """Every output of the `paper` target."""
+    if PAPER is None:
+        return []
+    return (
+        [f"{PAPER_DIR}/tables/{t}.{e}" for t in PAPER_TABLES for e in ("csv", "md", "tex")]
+        + [f"{PAPER_DIR}/tables/runs.csv", f"{PAPER_DIR}/tables/headline.txt"]
+        + [f"{PAPER_DIR}/figures/{f}.{e}" for f in PAPER_FIGURES for e in ("png", "pdf")]
+        + [f"{PAPER_DIR}/{f}" for f in ("config.yaml", "software.csv", "walltime.csv", "walltime.md")]
+        + [f"{PAPER_DIR}/experiments/{e}.md" for e in experiments_of(PAPER)]
+    )
+
+
+def experiment_targets(name):
+    """Outputs of one experiment's target: its evaluations (hence its trainings and predictions) and its own
+    summary table; nothing of the other experiments."""
+    return paper_evaluations([name]) + [f"{PAPER_DIR}/experiments/{name}.csv", f"{PAPER_DIR}/experiments/{name}.md"]

@@ -12,6 +12,8 @@ rule predict:
     params:
         options={k: v for k, v in config["predict"].items() if k != "device"},  # device: execution setting
         version=STAGE_VERSIONS["predict"],
+    wildcard_constraints:
+        experiment=f"(?!{THRESHOLD_EXPERIMENT}/)[A-Za-z][A-Za-z0-9_]*",  # the threshold method: predict_threshold
     log:
         "logs/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:
