@@ -19,9 +19,7 @@ import numpy as np
 from s2cac.data.atomic import atomic_dir, atomic_write_json
 from s2cac.data.cases import CaseSheetError, check_case, load_case_sheet
 from s2cac.inference.scan_qc import SYNTHETIC_MARK, describe_training_data
-
-#: nnU-Net channel normalisation that matches our pre-windowed uint8 images (divide by 255, nothing else).
-CHANNEL_NORMALIZATION = "rgb_to_0_1"
+from s2cac.nnunet import CHANNEL_SCHEME
 
 
 @dataclass(frozen=True)
@@ -159,7 +157,7 @@ def write_raw_dataset(
             {
                 "name": dataset_name,
                 "description": f"CAC segmentation; images HU-windowed [{lo:g}, {hi:g}] -> 0..255 by s2cac",
-                "channel_names": {"0": CHANNEL_NORMALIZATION},
+                "channel_names": {"0": CHANNEL_SCHEME},
                 "labels": LABELS[label_mode],
                 "numTraining": len(rows),
                 "file_ending": ".nii.gz",

@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from s2cac.data.atomic import atomic_dir
-
-CONFIGURATION = "3d_fullres"
-PLANS_IDENTIFIER = "nnUNetPlans"
+from s2cac.nnunet import CONFIGURATION, PLANS_IDENTIFIER
 
 
 def _check_triplet(name: str, value: Sequence[float] | None, kind: type) -> list | None:

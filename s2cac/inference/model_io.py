@@ -32,10 +32,10 @@ import torch
 from s2cac import __version__
 from s2cac.data.atomic import atomic_path
 from s2cac.data.nnunet_raw import HUWindow
+from s2cac.nnunet import CHANNEL_SCHEME, CONFIGURATION, PLANS_SCHEME
 
 PACKAGE_FORMAT = "s2cac-model"
 PACKAGE_FORMAT_VERSION = 1
-CONFIGURATION = "3d_fullres"
 WEIGHTS_MEMBER = "weights.pt"
 JSON_MEMBERS = ("plans.json", "dataset.json", "config.json")
 #: Teacher checkpoint file names searched in a model folder, most preferred first.
@@ -54,9 +54,6 @@ TEACHER_CHECKPOINTS = (
 )
 #: Keys under which a checkpoint dict may hold the teacher's state_dict, most preferred first.
 WEIGHT_KEYS = ("teacher_weights", "teacher_state_dict", "teacher", "ema_weights", "network_weights", "state_dict")
-#: The intensity normalisation our inference feeds (HU window -> 0..255, nnU-Net divides by 255).
-CHANNEL_SCHEME = "rgb_to_0_1"
-PLANS_SCHEME = "RGBTo01Normalization"
 DEFAULT_MIRROR_AXES = (0, 1, 2)
 
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from s2cac.data.nnunet_raw import HUWindow, window_hu
-from s2cac.inference.model_io import CONFIGURATION, LoadedModel, ModelError
+from s2cac.inference.model_io import LoadedModel, ModelError
+from s2cac.nnunet import CONFIGURATION
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
