@@ -1,7 +1,7 @@
 """Write an nnU-Net v2 raw dataset from a case sheet, with the method's HU window applied beforehand.
 
 nnU-Net's ``CT`` normalisation clips to percentiles of the *labelled* voxels; with calcium-only labels that
-is >= 130 HU and erases all anatomy. We therefore window the HU images ourselves (METHOD.md: level 130,
+is >= 130 HU and erases all anatomy. We therefore window the HU images ourselves (:mod:`s2cac.hu`: level 130,
 width 850, i.e. [-295, 555] HU mapped linearly to [0, 255]) and store them as uint8, and declare the channel
 as ``rgb_to_0_1`` so that nnU-Net only divides by 255. Labels become binary (calcium = any label > 0), or
 keep the four arteries with ``label_mode="arteries"``. The original HU images stay where they are, for Agatston scoring.
@@ -11,47 +11,15 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from s2cac.data.atomic import atomic_dir, atomic_write_json
+from s2cac.atomic import atomic_dir, atomic_write_json
 from s2cac.data.cases import CaseSheetError, check_case, load_case_sheet
+from s2cac.hu import HUWindow, window_hu
 from s2cac.inference.scan_qc import SYNTHETIC_MARK, describe_training_data
 from s2cac.nnunet import CHANNEL_SCHEME
-
-
-@dataclass(frozen=True)
-class HUWindow:
-    """A CT display window in HU."""
-
-    level: float = 130.0
-    width: float = 850.0
-
-    def __post_init__(self) -> None:
-        if not self.width > 0:
-            raise ValueError(f"HU window width must be > 0, got {self.width}")
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        """(lowest, highest) HU of the window."""
-        return self.level - self.width / 2, self.level + self.width / 2
-
-
-def window_hu(hu: np.ndarray, window: HUWindow = HUWindow()) -> np.ndarray:
-    """Clip HU to the window and map it linearly onto 0..255 (uint8, rounded).
-
-    Args:
-        hu: CT intensities in HU, any shape.
-        window: level/width in HU.
-
-    Returns:
-        uint8 array of the same shape; window bottom -> 0, top -> 255.
-    """
-    lo, hi = window.bounds
-    scaled = (np.clip(hu.astype(np.float32), lo, hi) - lo) * (255.0 / (hi - lo))
-    return np.rint(scaled).astype(np.uint8)
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:

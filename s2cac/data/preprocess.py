@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2cac.data.atomic import atomic_dir
+from s2cac.atomic import atomic_dir
 from s2cac.nnunet import CONFIGURATION, PLANS_IDENTIFIER
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s2cac.data.atomic import atomic_write_json
+from s2cac.atomic import atomic_write_json
 
 ROLES = ("labeled", "unlabeled", "negative", "validation", "test")
 

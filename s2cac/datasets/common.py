@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s2cac.data.atomic import atomic_dir, atomic_write_text
+from s2cac.atomic import atomic_dir, atomic_write_text
 from s2cac.data.cases import validate_case_id
 from s2cac.io.images import Geometry
 

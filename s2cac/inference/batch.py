@@ -30,8 +30,8 @@ from typing import IO
 
 import numpy as np
 
-from s2cac.data.atomic import atomic_path
-from s2cac.data.nnunet_raw import HUWindow
+from s2cac.atomic import atomic_path
+from s2cac.hu import HUWindow
 from s2cac.io.images import IMAGE_SUFFIXES
 from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
@@ -192,7 +192,7 @@ def write_scores_csv(results: list[CaseResult], path: Path, previous: list[dict[
 
     A case of ``previous`` that is in ``results`` gets the row of ``results`` (one row per case).
     """
-    from s2cac.data.atomic import atomic_write_text
+    from s2cac.atomic import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")

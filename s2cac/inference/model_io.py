@@ -30,8 +30,8 @@ from typing import Any
 import torch
 
 from s2cac import __version__
-from s2cac.data.atomic import atomic_path
-from s2cac.data.nnunet_raw import HUWindow
+from s2cac.atomic import atomic_path
+from s2cac.hu import HUWindow
 from s2cac.nnunet import CHANNEL_SCHEME, CONFIGURATION, PLANS_SCHEME
 
 PACKAGE_FORMAT = "s2cac-model"
@@ -409,7 +409,7 @@ def write_model_folder(
     config: dict[str, Any],
 ) -> Path:
     """Write a minimal model folder (teacher checkpoint, plans, dataset.json, config) atomically."""
-    from s2cac.data.atomic import atomic_dir
+    from s2cac.atomic import atomic_dir
 
     out_dir = Path(out_dir)
     check_model(LoadedModel(dict(state_dict), plans, dataset_json, config, source=str(out_dir)))

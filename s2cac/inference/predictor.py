@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2cac.data.nnunet_raw import HUWindow, window_hu
+from s2cac.hu import HUWindow, window_hu
 from s2cac.inference.model_io import LoadedModel, ModelError
 from s2cac.nnunet import CONFIGURATION
 

@@ -19,7 +19,7 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
-from s2cac.data.atomic import atomic_path, atomic_write_text
+from s2cac.atomic import atomic_path, atomic_write_text
 from s2cac.inference.scan_qc import SYNTHETIC_MARK
 from s2cac.scoring import risk_category, score_mask
 from s2cac.synth.config import SynthConfig

@@ -64,7 +64,7 @@ def train_model(
         A summary dict: ``status`` (``trained``, ``resumed`` or ``already_done``), epochs, final and best
         moving-average pseudo-Dice.
     """
-    from s2cac.data.atomic import atomic_write_text
+    from s2cac.atomic import atomic_write_text
     from s2cac.training.checkpoint import load_safe
     from s2cac.training.trainer import create_trainer
 

@@ -11,7 +11,7 @@ from s2cac.runlog import logged
 with logged(snakemake.log[0]):
     import torch
 
-    from s2cac.data.atomic import atomic_dir
+    from s2cac.atomic import atomic_dir
     from s2cac.data.cases import load_case_sheet
     from s2cac.inference import CaseInput, PredictOptions, load_model, predict_cases
 
