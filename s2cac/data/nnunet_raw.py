@@ -44,6 +44,8 @@ def _convert_case(
 ) -> tuple[str, dict]:
     import SimpleITK as sitk
 
+    from s2cac.io.images import Geometry, write_image
+
     check_case(row)  # readable, 3D, label on the image grid, non-negative integer labels
     cid = row["case_id"]
     img = sitk.ReadImage(row["image"])
@@ -55,19 +57,18 @@ def _convert_case(
             f"case {cid}: image {row['image']} ranges {hu.min()}..{hu.max()}: that is not CT in HU "
             "(air is about -1000 HU); convert it to HU first"
         )
-    out = sitk.GetImageFromArray(window_hu(hu, window))
-    out.CopyInformation(img)
-    sitk.WriteImage(out, str(images_dir / f"{cid}_0000.nii.gz"), useCompression=True)
+    geometry = Geometry.from_sitk(img)
+    write_image(window_hu(hu, window), geometry, images_dir / f"{cid}_0000.nii.gz")
     lab = sitk.ReadImage(row["label"])
     values = sitk.GetArrayViewFromImage(lab)
     if label_mode == "arteries":
         if values.max(initial=0) > 4:
             raise CaseSheetError(f"case {cid}: label {row['label']} has values > 4; artery labels are 1-4")
-        binary = sitk.GetImageFromArray(np.asarray(values, dtype=np.uint8))
+        labels = np.asarray(values, dtype=np.uint8)
     else:
-        binary = sitk.GetImageFromArray((values > 0).astype(np.uint8))
-    binary.CopyInformation(img)  # the label grid was checked to match within tolerance; make it exact
-    sitk.WriteImage(binary, str(labels_dir / f"{cid}.nii.gz"), useCompression=True)
+        labels = (values > 0).astype(np.uint8)
+    # the label grid was checked to match within tolerance; write it on the image's grid exactly
+    write_image(labels, geometry, labels_dir / f"{cid}.nii.gz")
     notes = " ".join(img.GetMetaData(k) for k in ("descrip", "ITK_FileNotes") if img.HasMetaDataKey(k))
     sx, sy, sz = img.GetSpacing()
     facts = {"spacing_zyx": (sz, sy, sx), "shape_zyx": hu.shape, "synthetic": SYNTHETIC_MARK in notes}

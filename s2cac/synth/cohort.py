@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
-from s2cac.atomic import atomic_path, atomic_write_text
+from s2cac.atomic import atomic_write_text
 from s2cac.inference.scan_qc import SYNTHETIC_MARK
+from s2cac.io.images import Geometry, write_image
 from s2cac.scoring import risk_category, score_mask
 from s2cac.synth.config import SynthConfig
 from s2cac.synth.distractors import Distractor, Tube, aortic_valve, aortic_wall, mitral_annulus, pacing_lead, stent
@@ -237,15 +237,12 @@ CASE_COLUMNS = ("case_id", "image", "label", "agatston", "risk_category", "negat
 
 
 def _atomic_image(array: np.ndarray, grid: Grid, path: Path) -> None:
-    """Write a (z, y, x) array as NIfTI with ``grid``'s geometry, through a temporary file and a rename."""
-    image = sitk.GetImageFromArray(array)
-    sz, sy, sx = grid.spacing
-    image.SetSpacing((sx, sy, sz))
-    image.SetOrigin(grid.origin)
-    image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    image.SetMetaData("ITK_FileNotes", SYNTHETIC_MARK)  # NIfTI descrip: lets predict's QC recognise the cohort
-    with atomic_path(path, suffix=".nii.gz") as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+    """Write a (z, y, x) array as NIfTI with ``grid``'s geometry (axial), through a temporary file and a rename."""
+    geometry = Geometry(
+        tuple(grid.spacing), tuple(grid.origin), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), array.shape
+    )
+    # the NIfTI descrip carries the mark that lets predict's scan QC recognise the synthetic cohort
+    write_image(array, geometry, path, notes=SYNTHETIC_MARK)
 
 
 def threshold_baseline(hu: np.ndarray, label: np.ndarray, heart_region: np.ndarray, voxel_mm3: float) -> dict:
