@@ -10,16 +10,14 @@ from s2cac.runlog import logged
 
 with logged(snakemake.log[0]):
     from s2cac.atomic import atomic_dir
-    from s2cac.data.cases import load_case_sheet
+    from s2cac.data.splits import read_test_cases
     from s2cac.evaluation.run import CaseFiles, evaluate
 
-    test = set(json.loads(Path(snakemake.input.split).read_text())["test"])
-    sheet = load_case_sheet(snakemake.input.cases)
+    test = read_test_cases(snakemake.input.cases, snakemake.input.split)
     pred_dir = Path(snakemake.input.predictions)
     cases = [
         CaseFiles(cid, Path(img), Path(lab), pred_dir / f"{cid}_cac.nii.gz")
-        for cid, img, lab in zip(sheet["case_id"], sheet["image"], sheet["label"], strict=True)
-        if cid in test
+        for cid, img, lab in zip(test["case_id"], test["image"], test["label"], strict=True)
     ]
     opts = dict(snakemake.params.options)
     out = Path(snakemake.output.summary).parent
