@@ -83,7 +83,7 @@ class LoadedModel:
 
     @property
     def hu_window(self) -> HUWindow:
-        """The HU window the model was trained with (dataset.json ``s2cac_hu_window``; METHOD.md's by default)."""
+        """The HU window the model was trained with (dataset.json ``s2cac_hu_window``; the method's by default)."""
         w = self.dataset_json.get("s2cac_hu_window") or {}
         return HUWindow(float(w.get("level", HUWindow.level)), float(w.get("width", HUWindow.width)))
 

@@ -114,7 +114,7 @@ def predict_network_labels(
         predictor: from :func:`make_predictor`.
         hu: (z, y, x) CT in HU.
         spacing_zyx: voxel spacing (z, y, x), mm.
-        window: HU window used in training; default METHOD.md's level 130, width 850.
+        window: HU window used in training; default the method's (level 130, width 850; s2cac.hu).
         threshold_hu: if given, windows that cannot change the class of any voxel with ``hu >= threshold_hu``
             are skipped: the labels are then exact where ``hu >= threshold_hu`` and background or arbitrary
             elsewhere (callers apply the HU rule). None = run every window.
@@ -150,7 +150,7 @@ def predict_network_mask(
         predictor: from :func:`make_predictor`.
         hu: (z, y, x) CT in HU.
         spacing_zyx: voxel spacing (z, y, x), mm.
-        window: HU window used in training; default METHOD.md's level 130, width 850.
+        window: HU window used in training; default the method's (level 130, width 850; s2cac.hu).
         threshold_hu: see :func:`predict_network_labels` (None = every window, exact everywhere).
 
     Returns:

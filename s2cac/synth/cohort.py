@@ -21,14 +21,14 @@ from scipy.ndimage import gaussian_filter
 from s2cac.atomic import atomic_write_text
 from s2cac.inference.scan_qc import SYNTHETIC_MARK
 from s2cac.io.images import Geometry, write_image
-from s2cac.scoring import risk_category, score_mask
+from s2cac.scoring import CALCIUM_THRESHOLD_HU, risk_category, score_mask
 from s2cac.synth.config import SynthConfig
 from s2cac.synth.distractors import Distractor, Tube, aortic_valve, aortic_wall, mitral_annulus, pacing_lead, stent
 from s2cac.synth.phantom import ARTERIES, ARTERY_LABEL, Anatomy, build_anatomy
 from s2cac.synth.plaques import Ellipsoid, Plaque, draw_plaques
 from s2cac.synth.render import Grid, ellipsoid_box, ellipsoid_inside, half_diagonal, supersampled, tube_box, tube_inside
 
-THRESHOLD_HU = 130.0
+THRESHOLD_HU = CALCIUM_THRESHOLD_HU  # labels are the calcium an Agatston reader counts
 SUPPORT_MIN = 0.05  # share of a voxel a plaque must still cover (after blur) to be labelled
 BACKGROUND_MAX_HU = 100.0  # plaque-free image value above which a voxel is never labelled
 PSF_SIGMA_MM = 0.35  # in-plane scanner blur (Gaussian sigma)
