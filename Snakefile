@@ -4,7 +4,7 @@
 #   snakemake --use-conda --cores all   # the same, each stage in its own conda env (workflow/envs/)
 #   snakemake --configfile config/paper.yaml ...   # another experiment set
 #
-# Paths (every rule writes only below results/, logs/ and benchmarks/):
+# Paths (every rule writes only below results/ and logs/):
 #   results/data/{dataset}/cases.tsv, images/, labels/       the cohort (HU images, per-artery label maps)
 #   results/data/{dataset}/overview.png, threshold_baseline.tsv   synthetic cohort only: look and baseline
 #   results/nnunet/raw/Dataset{id}_{dataset}/                nnU-Net v2 raw dataset (HU-windowed, binary)
@@ -18,7 +18,7 @@
 #                                                            scores.csv, qc/<case>.png
 #   results/evaluate/{dataset}/{experiment}/labeled{pct}/fold{fold}/seed{seed}/ per_case.csv, summary.json,
 #                                                            summary.csv, figures/
-#   logs/{rule}/{wildcards}.log, benchmarks/{rule}/{wildcards}.tsv
+#   logs/{rule}/{wildcards}.log, logs/benchmarks/{rule}/{wildcards}.tsv (job timings)
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -136,3 +136,22 @@ def test_rerun_policy_code_is_versioned_not_an_input():
         p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk")
     )
     assert "package_code" not in workflow_text and 'rglob("*.py")' not in workflow_text
+
+
+def test_rules_log_and_time_under_logs():
+    """Each rule's log is logs/<rule>/..., its job timing logs/benchmarks/<rule>/... (git-ignored, beside the
+    logs); benchmarks/ holds benchmark code only, and .gitignore hides nothing there."""
+    import re
+
+    rule_body = r"^\s*rule (\w+):\n((?:(?!\s*rule \w+:)\s{4,}.*\n|\n)+)"
+    found = 0
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(rule_body, smk.read_text(), re.M):
+            log = re.search(r"^\s+log:\n\s+\"([^\"]+)\"", body, re.M)
+            timing = re.search(r"^\s+benchmark:\n\s+\"([^\"]+)\"", body, re.M)
+            assert log and log.group(1).startswith(f"logs/{name}/"), (name, log and log.group(1))
+            assert timing and timing.group(1).startswith(f"logs/benchmarks/{name}/"), (name, timing and timing.group(1))
+            found += 1
+    assert found >= 10
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert not [line for line in ignored if line.lstrip("/").startswith("benchmarks")], ignored
