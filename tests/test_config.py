@@ -155,3 +155,18 @@ def test_rules_log_and_time_under_logs():
     assert found >= 10
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert not [line for line in ignored if line.lstrip("/").startswith("benchmarks")], ignored
+
+
+def test_schema_defaults_are_the_library_defaults():
+    """One source per parameter: where the config schema fills in a default, it is the library's own (the HU
+    window, predict's options); a change to one without the other fails here."""
+    from s2cac.hu import HUWindow
+    from s2cac.inference.batch import PredictOptions
+
+    props = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
+    window = props["preprocess"]["properties"]["hu_window"]
+    assert window["default"] == {"level": HUWindow().level, "width": HUWindow().width}
+    assert {k: v["default"] for k, v in window["properties"].items()} == window["default"]
+    predict = {k: v["default"] for k, v in props["predict"]["properties"].items() if k != "checkpoint"}
+    library = PredictOptions()
+    assert predict == {k: getattr(library, k) for k in predict}
