@@ -44,4 +44,4 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo ">> $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf results logs benchmarks/out .snakemake
+	rm -rf results logs .snakemake

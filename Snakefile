@@ -4,7 +4,7 @@
 #   snakemake --use-conda --cores all   # the same, each stage in its own conda env (workflow/envs/)
 #   snakemake --configfile config/paper.yaml ...   # another experiment set
 #
-# Paths (every rule writes only below results/, logs/ and benchmarks/):
+# Paths (every rule writes only below results/ and logs/):
 #   results/data/{dataset}/cases.tsv, images/, labels/       the cohort (HU images, per-artery label maps)
 #   results/data/{dataset}/overview.png, threshold_baseline.tsv   synthetic cohort only: look and baseline
 #   results/nnunet/raw/Dataset{id}_{dataset}/                nnU-Net v2 raw dataset (HU-windowed, binary)
@@ -25,7 +25,7 @@
 #
 # Targets: all (default: the cohort, the runs of training.run and the paper outputs), paper, experiment_<name>
 # (one experiment alone, e.g. experiment_s2cac_no_nsb). Report: snakemake --report results/report.html
-#   logs/{rule}/{wildcards}.log, benchmarks/{rule}/{wildcards}.tsv
+#   logs/{rule}/{wildcards}.log, logs/benchmarks/{rule}/{wildcards}.tsv (job timings)
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -12,7 +12,8 @@ and the training wall time per model. The threshold baseline is printed as its o
     python benchmarks/bench_learning.py --no-run              # only tabulate what the workflow already made
 
 Everything the table shows comes from files the workflow wrote (results/evaluate/..., results/data/...,
-the rule benchmarks of the train jobs); the script writes the table to results/learning/learning_table.md too.
+the rule benchmarks of the train jobs); the script writes the table to
+results/benchmarks/learning/learning_table.md too.
 Nothing here is timed against a threshold: it reports.
 """
 
@@ -62,6 +63,7 @@ def run_workflow(config: dict, cores: int, targets: list[str], parallel: int = 1
 
 def train_seconds(dataset: str, exp: str, tag: str, fold: int, seed: int) -> float:
     rel = Path("train") / dataset / exp / f"labeled{tag}" / f"fold{fold}" / f"seed{seed}.tsv"
+    # Snakemake job timings; runs made before they moved to logs/benchmarks/ kept them in benchmarks/
     for root in (REPO / "logs" / "benchmarks", REPO / "benchmarks"):
         if (root / rel).is_file():
             return float(pd.read_csv(root / rel, sep="\t")["s"].iloc[0])
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         + table(rows, order)
         + (f"\n\nNot evaluated (yet): {', '.join(missing)}" if missing else "")
     )
-    out = REPO / "results" / "learning"
+    out = REPO / "results" / "benchmarks" / "learning"
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning_table.md").write_text(text + "\n")
     pd.DataFrame(rows).to_csv(out / "learning_rows.csv", index=False)

@@ -37,7 +37,7 @@ PLANS_SPACING = (3.0, 0.369, 0.369)  # the paper's target spacing
 SCAN_SPACING_XY = 0.43
 THRESHOLD_HU = 130.0
 VARIANTS = ("nnunet_plain", "tiny_before", "tiny_noskip", "tiny_skip", "paper_skip")
-OUT = Path(__file__).resolve().parent / "out"
+OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "predict"  # outputs, git-ignored
 
 
 def _plain_unet():
@@ -55,7 +55,7 @@ def _plain_unet():
 
 
 def phantom(slices: int):
-    """(hu int16 (slices, 512, 512), spacing) of synthetic case 0, cached under benchmarks/out/."""
+    """(hu int16 (slices, 512, 512), spacing) of synthetic case 0, cached under results/benchmarks/predict/."""
     import numpy as np
 
     path = OUT / f"phantom_{slices}x512x512.npy"
@@ -69,7 +69,7 @@ def phantom(slices: int):
         n_cases=1, negative_fraction=0.0, shape_zyx=[slices, 512, 512], spacing_xy_mm=[SCAN_SPACING_XY] * 2
     )
     hu = synthesize_case(cfg, 0).hu
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     np.save(path, hu)
     return hu, spacing
 
@@ -117,7 +117,7 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
     labels, stats = predict_network_labels(predictor, hu, spacing, threshold_hu=threshold)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     exported = (labels != 0) & (hu >= THRESHOLD_HU)
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     np.save(OUT / f"mask_{variant}_{slices}.npy", exported)
     return {
         "variant": variant,

@@ -27,7 +27,7 @@ from s2cac.nets import build_network, count_parameters  # noqa: E402
 from s2cac.training import losses as L  # noqa: E402
 from s2cac.training.schedules import ema_alpha, ema_update  # noqa: E402
 
-# (patch z, y, x), spacing (mm) per preset; paper = METHOD.md, tiny = the CPU demo
+# (patch z, y, x), spacing (mm) per preset; paper = the method's, tiny = the CPU demo
 SETTINGS = {"tiny": ((16, 64, 64), (3.0, 0.5, 0.5)), "paper": ((24, 256, 256), (3.0, 0.369, 0.369))}
 
 

@@ -6,7 +6,7 @@
 set -uo pipefail
 t0=$(date +%s)
 export PYTHONUNBUFFERED=1
-OUT=${OUT:-$PWD/benchmarks/out/gpu_smoke}; mkdir -p "$OUT"
+OUT=${OUT:-$PWD/results/benchmarks/gpu_smoke}; mkdir -p "$OUT"
 python3 -c "import torch, nnunetv2, blosc2, SimpleITK, cc3d; print('torch', torch.__version__, torch.cuda.get_device_name(0))" || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 W=$(mktemp -d); cd "$W"

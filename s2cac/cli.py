@@ -21,6 +21,7 @@ import importlib
 import math
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from s2cac import __version__
 
@@ -83,7 +84,7 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def _top_parser() -> argparse.ArgumentParser:
+def top_parser() -> argparse.ArgumentParser:
     width = max(len(n) for n in COMMANDS)
     listing = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
     parser = argparse.ArgumentParser(
@@ -98,10 +99,28 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(name: str, module: ModuleType | None = None) -> argparse.ArgumentParser:
+    """The argument parser of subcommand ``name`` (a key of :data:`COMMANDS`), exactly as ``s2cac name`` uses it.
+
+    Args:
+        name: the subcommand.
+        module: its module when already imported (else it is imported here).
+    """
+    module_name, text = COMMANDS[name]
+    module = module or importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(
+        prog=f"s2cac {name}",
+        description=text[0].upper() + text[1:] + ".",
+        epilog="exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()),
+    )
+    module.configure_parser(parser)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``s2cac`` command line; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    top = _top_parser()
+    top = top_parser()
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
         return 0 if argv else 2
@@ -112,14 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.print_usage(sys.stderr)
         print(f"s2cac: error: unknown command {name!r}; choose from: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module_name, text = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(
-        prog=f"s2cac {name}",
-        description=text[0].upper() + text[1:] + ".",
-        epilog="exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()),
-    )
-    module.configure_parser(parser)
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = command_parser(name, module)
     try:
         args = parser.parse_args(rest)
     except SystemExit as stop:  # --help (0) or a usage error (2, message printed by argparse)

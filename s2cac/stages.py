@@ -21,7 +21,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "splits": 1,
     "train": 1,
     "predict": 1,
-    "evaluate": 1,
+    "evaluate": 2,  # 2: summary.json records every evaluation option (EvaluationOptions), not only those given
     "heart_regions": 1,
     "predict_threshold": 1,
     "paper_tables": 1,

@@ -136,3 +136,37 @@ def test_rerun_policy_code_is_versioned_not_an_input():
         p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk")
     )
     assert "package_code" not in workflow_text and 'rglob("*.py")' not in workflow_text
+
+
+def test_rules_log_and_time_under_logs():
+    """Each rule's log is logs/<rule>/..., its job timing logs/benchmarks/<rule>/... (git-ignored, beside the
+    logs); benchmarks/ holds benchmark code only, and .gitignore hides nothing there."""
+    import re
+
+    rule_body = r"^\s*rule (\w+):\n((?:(?!\s*rule \w+:)\s{4,}.*\n|\n)+)"
+    found = 0
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(rule_body, smk.read_text(), re.M):
+            log = re.search(r"^\s+log:\n\s+f?\"([^\"]+)\"", body, re.M)
+            timing = re.search(r"^\s+benchmark:\n\s+f?\"([^\"]+)\"", body, re.M)
+            assert log and log.group(1).startswith(f"logs/{name}/"), (name, log and log.group(1))
+            assert timing and timing.group(1).startswith(f"logs/benchmarks/{name}/"), (name, timing and timing.group(1))
+            found += 1
+    assert found >= 10
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert not [line for line in ignored if line.lstrip("/").startswith("benchmarks")], ignored
+
+
+def test_schema_defaults_are_the_library_defaults():
+    """One source per parameter: where the config schema fills in a default, it is the library's own (the HU
+    window, predict's options); a change to one without the other fails here."""
+    from s2cac.hu import HUWindow
+    from s2cac.inference.batch import PredictOptions
+
+    props = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
+    window = props["preprocess"]["properties"]["hu_window"]
+    assert window["default"] == {"level": HUWindow().level, "width": HUWindow().width}
+    assert {k: v["default"] for k, v in window["properties"].items()} == window["default"]
+    predict = {k: v["default"] for k, v in props["predict"]["properties"].items() if k != "checkpoint"}
+    library = PredictOptions()
+    assert predict == {k: getattr(library, k) for k in predict}

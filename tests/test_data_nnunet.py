@@ -7,8 +7,9 @@ import pytest
 import SimpleITK as sitk
 
 from s2cac.data.cases import CaseSheetError
-from s2cac.data.nnunet_raw import HUWindow, dataset_folder_name, window_hu, write_raw_dataset
+from s2cac.data.nnunet_raw import dataset_folder_name, write_raw_dataset
 from s2cac.data.preprocess import load_plans, run_preprocessing
+from s2cac.hu import HUWindow, window_hu
 
 
 def test_window_maps_the_method_window_onto_0_255():

@@ -2,12 +2,13 @@
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from s2cac.data.splits import make_splits, ratio_tag, stratified_order, write_splits
+from s2cac.data.splits import make_splits, ratio_tag, read_split, read_test_cases, stratified_order, write_splits
 
 CATS = ["0", "1-10", "11-100", "101-400", ">400"]
 
@@ -110,3 +111,31 @@ def test_bad_parameters(kw, msg):
 def test_too_few_cases():
     with pytest.raises(ValueError, match="cannot make 5 folds"):
         make_splits(_sheet(n=4), test_fraction=0.0, n_folds=5, labeled_ratios=[0.5], seed=0)
+
+
+def test_read_split_allows_metadata_rejects_unknown_lists(tmp_path):
+    p = tmp_path / "s.json"
+    p.write_text(
+        '{"seed": 0, "fold": 1, "labeled_ratio": 0.5, "labeled": ["a"], "validation": ["b"], "unlabeled": ["c"]}'
+    )
+    assert read_split(p) == {"labeled": ["a"], "unlabeled": ["c"], "negative": [], "validation": ["b"], "test": []}
+    p.write_text('{"labeled": ["a"], "validation": ["b"], "extra": ["c"]}')
+    with pytest.raises(ValueError, match=r"unknown split list\(s\) \['extra'\]"):
+        read_split(p)
+    p.write_text('{"labeled": ["a"], "validation": ["b"], "unlabeled": ["a"]}')
+    with pytest.raises(ValueError, match="both unlabeled and labeled"):
+        read_split(p)
+
+
+def test_read_test_cases_keeps_the_sheet_order(tmp_path, cohort):
+    sheet = pd.read_csv(cohort, sep="\t", dtype=str)
+    ids = list(sheet["case_id"])
+    split = tmp_path / "labeled50.json"
+    split.write_text(json.dumps({"labeled": ids[:1], "validation": [], "test": [ids[3], ids[1], "not_in_sheet"]}))
+    test = read_test_cases(cohort, split)
+    assert list(test["case_id"]) == [ids[1], ids[3]]
+    images = sheet.set_index("case_id").loc[[ids[1], ids[3]], "image"]  # relative to the sheet's folder
+    assert [Path(p) for p in test["image"]] == [cohort.parent / p for p in images]
+    split.write_text("{")
+    with pytest.raises(ValueError, match="labeled50.json: not a valid split JSON"):
+        read_test_cases(cohort, split)

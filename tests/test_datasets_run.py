@@ -128,7 +128,8 @@ def test_coca_workflow_downloads_imports_and_splits(tmp_path):
     raw = work / "results/nnunet/raw/Dataset520_coca"
     assert len(list((raw / "labelsTr").glob("*.nii.gz"))) == 6  # the imported cohort feeds nnU-Net unchanged
     for rule in ("fetch_dataset", "import_dataset"):
-        assert (work / "logs" / rule / "coca.log").is_file() and (work / "benchmarks" / rule / "coca.tsv").is_file()
+        assert (work / "logs" / rule / "coca.log").is_file()
+        assert (work / "logs" / "benchmarks" / rule / "coca.tsv").is_file()
     second = _snakemake(work, *targets)
     assert "Nothing to be done" in second.stdout + second.stderr
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from s2cac.cli import main
+from s2cac.cli import command_parser, main
 from s2cac.evaluation import (
     bland_altman,
     bootstrap_ci,
@@ -23,6 +24,8 @@ from s2cac.evaluation import (
     overlap_metrics,
     surface_distances,
 )
+from s2cac.evaluation.options import LESION_CONNECTIVITIES, EvaluationOptions
+from s2cac.evaluation.run import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_io_images import write_nifti  # noqa: E402
@@ -158,6 +161,7 @@ def test_evaluate_cli_folders_and_sheet(tmp_path: Path) -> None:
         assert col in per_case.columns
     summary = json.loads((out / "summary.json").read_text())
     assert {"metrics", "lesion", "agreement", "risk"} <= set(summary)
+    assert summary["options"] == {**EvaluationOptions(mass_calibration=0.7).to_dict()}  # every option, by name
     assert not pd.read_csv(out / "summary.csv").empty
     for name in ("agatston_scatter", "agatston_bland_altman", "risk_confusion"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
@@ -180,3 +184,67 @@ def test_evaluate_cli_errors(tmp_path: Path, capsys) -> None:
     args = ["evaluate", "--images", str(images), "--ref", str(ref), "--pred", str(pred), "--out-dir", str(tmp_path)]
     assert main(args) == 2
     assert "no prediction for case 'c1'" in capsys.readouterr().err
+
+
+def test_evaluation_options_are_typed_and_checked() -> None:
+    """A misspelled or wrong option is an error naming it, before any case is read."""
+    with pytest.raises(ValueError, match=r"unknown evaluation option\(s\) \['lesion_conectivity'\]; known: "):
+        EvaluationOptions.from_mapping({"lesion_conectivity": 18})
+    with pytest.raises(TypeError, match="lesion_conectivity"):
+        EvaluationOptions(lesion_conectivity=18)  # type: ignore[call-arg]
+    for bad, needle in (
+        ({"threshold_hu": float("nan")}, "threshold_hu must be a finite number"),
+        ({"connectivity": 6}, "connectivity must be 8 or 4"),
+        ({"min_area_mm2": -1}, "min_area_mm2 must be a number >= 0"),
+        ({"mass_calibration": 0}, "mass_calibration must be a number > 0"),
+        ({"lesion_connectivity": 8}, "lesion_connectivity must be one of (6, 18, 26)"),
+        ({"per_artery": "yes"}, "per_artery must be true or false"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            EvaluationOptions.from_mapping(bad)
+    # the workflow's evaluate section (without its bootstrap/seed) plus predict's threshold
+    opts = EvaluationOptions.from_mapping({"lesion_connectivity": 18, "per_artery": True, "threshold_hu": 150})
+    assert opts.score_options() == {
+        "threshold_hu": 150,
+        "connectivity": 8,
+        "min_area_mm2": 1.0,
+        "mass_calibration": None,
+    }
+    with pytest.raises(TypeError, match="options must be EvaluationOptions, got dict"):
+        evaluate([], Path("unused"), {"per_artery": True})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'threshold_hu'"):
+        evaluate([], Path("unused"), threshold_hu=130)  # type: ignore[call-arg]
+
+
+def test_evaluation_defaults_are_the_scoring_and_schema_defaults() -> None:
+    """One source per parameter: the evaluation's defaults are score_mask's, and the workflow config's
+    defaults for the same options are the library's."""
+    import inspect
+
+    import yaml
+
+    from s2cac.scoring import score_mask
+
+    opts = EvaluationOptions()
+    scoring = {k: p.default for k, p in inspect.signature(score_mask).parameters.items() if k in opts.score_options()}
+    assert opts.score_options() == scoring
+    schema_file = Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(schema_file.read_text())["properties"]
+    evaluate_schema = schema["evaluate"]["properties"]
+    assert evaluate_schema["lesion_connectivity"]["default"] == opts.lesion_connectivity
+    assert evaluate_schema["lesion_connectivity"]["enum"] == list(LESION_CONNECTIVITIES)
+    assert schema["predict"]["properties"]["threshold_hu"]["default"] == opts.threshold_hu
+    cli = command_parser("evaluate").parse_args(["--out-dir", "x"])
+    n_boot = {
+        "schema": evaluate_schema["bootstrap"]["default"],
+        "evaluate": inspect.signature(evaluate).parameters["n_boot"].default,
+        "cohort_summary": inspect.signature(cohort_summary).parameters["n_boot"].default,
+        "s2cac evaluate": cli.n_boot,
+    }
+    assert set(n_boot.values()) == {2000}, n_boot
+    assert (cli.threshold_hu, cli.connectivity, cli.min_area_mm2, cli.lesion_connectivity) == (
+        opts.threshold_hu,
+        opts.connectivity,
+        opts.min_area_mm2,
+        opts.lesion_connectivity,
+    )

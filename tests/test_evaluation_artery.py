@@ -7,6 +7,7 @@ import pytest
 from _cases import write_volume
 
 from s2cac.evaluation.arteries import artery_scores
+from s2cac.evaluation.options import EvaluationOptions
 from s2cac.evaluation.run import CaseFiles, evaluate_files
 
 
@@ -42,7 +43,7 @@ def test_evaluate_files_adds_artery_columns_only_when_asked(tmp_path):
         write_volume(tmp_path / f"{name}.nii.gz", arr, spacing=(1.0, 1.0, 3.0))
     case = CaseFiles("a", tmp_path / "ct.nii.gz", tmp_path / "ref.nii.gz", tmp_path / "pred.nii.gz")
     assert not any(c.startswith("agatston_ref_") for c in evaluate_files([case]).columns)
-    row = evaluate_files([case], per_artery=True, lesion_connectivity=26).iloc[0]
+    row = evaluate_files([case], EvaluationOptions(per_artery=True)).iloc[0]
     assert row["agatston_ref"] == pytest.approx(36.0) and row["agatston_pred"] == pytest.approx(34.0)
     assert row["agatston_ref_lad"] + row["agatston_ref_rca"] == pytest.approx(row["agatston_ref"])
     parts = sum(row[f"agatston_pred_in_{a}"] for a in ("lm", "lad", "lcx", "rca")) + row["agatston_pred_outside"]

@@ -23,7 +23,7 @@ def test_tiny_output_shapes(patch):
 def test_paper_preset_parameters_and_small_forward():
     net = build_network("paper")
     n = count_parameters(net)
-    assert 34.0e6 < n < 35.0e6, n  # METHOD.md: ~34.5 M used parameters
+    assert 34.0e6 < n < 35.0e6, n  # the paper: ~34.5 M used parameters
     net.eval()
     with torch.no_grad():
         logits, score = net(torch.randn(1, 1, 2, 32, 32))

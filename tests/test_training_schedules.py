@@ -88,19 +88,3 @@ def test_load_experiment_then_config_override(tmp_path):
     assert c.network == "tiny" and c.epochs == 3 and c.nsb.a == 0.5 and c.nsb.tau == 10
     with pytest.raises(ValueError, match="no experiment 'nope'"):
         load_method_config(None, "nope", exp)
-
-
-def test_read_split_allows_metadata_rejects_unknown_lists(tmp_path):
-    from s2cac.training.run import read_split
-
-    p = tmp_path / "s.json"
-    p.write_text(
-        '{"seed": 0, "fold": 1, "labeled_ratio": 0.5, "labeled": ["a"], "validation": ["b"], "unlabeled": ["c"]}'
-    )
-    assert read_split(p) == {"labeled": ["a"], "unlabeled": ["c"], "negative": [], "validation": ["b"], "test": []}
-    p.write_text('{"labeled": ["a"], "validation": ["b"], "extra": ["c"]}')
-    with pytest.raises(ValueError, match=r"unknown split list\(s\) \['extra'\]"):
-        read_split(p)
-    p.write_text('{"labeled": ["a"], "validation": ["b"], "unlabeled": ["a"]}')
-    with pytest.raises(ValueError, match="both unlabeled and labeled"):
-        read_split(p)

@@ -10,12 +10,13 @@ import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg
 
-from s2cac.data.nnunet_raw import HUWindow, window_hu
-from s2cac.inference.model_io import CONFIGURATION, LoadedModel
+from s2cac.hu import HUWindow, window_hu
+from s2cac.inference.model_io import LoadedModel
 from s2cac.inference.plans import make_dataset_json, make_plans
 from s2cac.inference.predictor import make_predictor, predict_network_labels
 from s2cac.inference.window_skip import dependency_bounds, windows_to_keep
 from s2cac.nets import build_network
+from s2cac.nnunet import CONFIGURATION
 
 PLANS_SPACING = (3.0, 0.45, 0.45)
 PATCH = (4, 32, 32)

@@ -51,7 +51,7 @@ def test_case_sheet_workflow_end_to_end(tmp_path, cohort):
     assert len(roles["test"]) == 2 and roles["negative"]
     for rule in ("import_case_sheet", "nnunet_raw", "nnunet_preprocess", "splits"):
         assert list((work / "logs" / rule).rglob("*.log")), rule
-        assert list((work / "benchmarks" / rule).rglob("*.tsv")), rule
+        assert list((work / "logs" / "benchmarks" / rule).rglob("*.tsv")), rule
     second = _run(work)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr

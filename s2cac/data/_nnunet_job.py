@@ -19,13 +19,14 @@ def _planner_class():
     from nnunetv2.paths import nnUNet_preprocessed
 
     class S2CACPlanner(ExperimentPlanner):
-        """nnU-Net's default planner, keeping only ``3d_fullres`` and optionally a fixed patch size."""
+        """nnU-Net's default planner, keeping only ``configuration`` and optionally a fixed patch size."""
 
+        configuration: str = ""  # s2cac.nnunet.CONFIGURATION, passed in the job
         patch_size_override: list[int] | None = None
 
         def plan_experiment(self):
             plans = super().plan_experiment()
-            cfg = plans["configurations"]["3d_fullres"]
+            cfg = plans["configurations"][self.configuration]
             if self.patch_size_override is not None:
                 patch = np.array(self.patch_size_override)
                 n_pool, pools, kernels, fitted, _ = get_pool_and_conv_props(
@@ -46,7 +47,7 @@ def _planner_class():
                     n_conv_per_stage_decoder=list(self.UNet_blocks_per_stage_decoder[: n - 1]),
                 )
                 cfg["patch_size"] = [int(p) for p in patch]
-            plans["configurations"] = {"3d_fullres": cfg}
+            plans["configurations"] = {self.configuration: cfg}
             self.plans = plans
             # save_plans would merge the configurations already saved by super() (2d, 3d_lowres): start afresh.
             plans_file = Path(nnUNet_preprocessed) / self.dataset_name / f"{self.plans_identifier}.json"
@@ -73,6 +74,7 @@ def main(job: dict) -> None:
     DatasetFingerprintExtractor(dataset_id, n, verbose=False).run(overwrite_existing=True)
     print("[preprocess] planning", flush=True)
     planner_cls = _planner_class()
+    planner_cls.configuration = job["configuration"]
     planner_cls.patch_size_override = job["patch_size"]
     planner = planner_cls(
         dataset_id,
@@ -81,8 +83,8 @@ def main(job: dict) -> None:
         suppress_transpose=True,  # keep (z, y, x): z is the thick-slice axis, as the network expects
     )
     plans = planner.plan_experiment()
-    cfg = plans["configurations"]["3d_fullres"]
-    print(f"[preprocess] 3d_fullres: spacing {cfg['spacing']} mm, patch {cfg['patch_size']}", flush=True)
+    cfg = plans["configurations"][job["configuration"]]
+    print(f"[preprocess] {job['configuration']}: spacing {cfg['spacing']} mm, patch {cfg['patch_size']}", flush=True)
     preprocess_dataset(dataset_id, job["plans_identifier"], (job["configuration"],), [n], show_progress_bar=False)
     print("[preprocess] done", flush=True)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from s2cac.data.nnunet_raw import HUWindow, write_raw_dataset
+from s2cac.data.nnunet_raw import write_raw_dataset
+from s2cac.hu import HUWindow
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,7 @@
 """Write an nnU-Net v2 raw dataset from a case sheet, with the method's HU window applied beforehand.
 
 nnU-Net's ``CT`` normalisation clips to percentiles of the *labelled* voxels; with calcium-only labels that
-is >= 130 HU and erases all anatomy. We therefore window the HU images ourselves (METHOD.md: level 130,
+is >= 130 HU and erases all anatomy. We therefore window the HU images ourselves (:mod:`s2cac.hu`: level 130,
 width 850, i.e. [-295, 555] HU mapped linearly to [0, 255]) and store them as uint8, and declare the channel
 as ``rgb_to_0_1`` so that nnU-Net only divides by 255. Labels become binary (calcium = any label > 0), or
 keep the four arteries with ``label_mode="arteries"``. The original HU images stay where they are, for Agatston scoring.
@@ -11,49 +11,15 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from s2cac.data.atomic import atomic_dir, atomic_write_json
+from s2cac.atomic import atomic_dir, atomic_write_json
 from s2cac.data.cases import CaseSheetError, check_case, load_case_sheet
+from s2cac.hu import HUWindow, window_hu
 from s2cac.inference.scan_qc import SYNTHETIC_MARK, describe_training_data
-
-#: nnU-Net channel normalisation that matches our pre-windowed uint8 images (divide by 255, nothing else).
-CHANNEL_NORMALIZATION = "rgb_to_0_1"
-
-
-@dataclass(frozen=True)
-class HUWindow:
-    """A CT display window in HU."""
-
-    level: float = 130.0
-    width: float = 850.0
-
-    def __post_init__(self) -> None:
-        if not self.width > 0:
-            raise ValueError(f"HU window width must be > 0, got {self.width}")
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        """(lowest, highest) HU of the window."""
-        return self.level - self.width / 2, self.level + self.width / 2
-
-
-def window_hu(hu: np.ndarray, window: HUWindow = HUWindow()) -> np.ndarray:
-    """Clip HU to the window and map it linearly onto 0..255 (uint8, rounded).
-
-    Args:
-        hu: CT intensities in HU, any shape.
-        window: level/width in HU.
-
-    Returns:
-        uint8 array of the same shape; window bottom -> 0, top -> 255.
-    """
-    lo, hi = window.bounds
-    scaled = (np.clip(hu.astype(np.float32), lo, hi) - lo) * (255.0 / (hi - lo))
-    return np.rint(scaled).astype(np.uint8)
+from s2cac.nnunet import CHANNEL_SCHEME
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:
@@ -78,6 +44,8 @@ def _convert_case(
 ) -> tuple[str, dict]:
     import SimpleITK as sitk
 
+    from s2cac.io.images import Geometry, write_image
+
     check_case(row)  # readable, 3D, label on the image grid, non-negative integer labels
     cid = row["case_id"]
     img = sitk.ReadImage(row["image"])
@@ -89,19 +57,18 @@ def _convert_case(
             f"case {cid}: image {row['image']} ranges {hu.min()}..{hu.max()}: that is not CT in HU "
             "(air is about -1000 HU); convert it to HU first"
         )
-    out = sitk.GetImageFromArray(window_hu(hu, window))
-    out.CopyInformation(img)
-    sitk.WriteImage(out, str(images_dir / f"{cid}_0000.nii.gz"), useCompression=True)
+    geometry = Geometry.from_sitk(img)
+    write_image(window_hu(hu, window), geometry, images_dir / f"{cid}_0000.nii.gz")
     lab = sitk.ReadImage(row["label"])
     values = sitk.GetArrayViewFromImage(lab)
     if label_mode == "arteries":
         if values.max(initial=0) > 4:
             raise CaseSheetError(f"case {cid}: label {row['label']} has values > 4; artery labels are 1-4")
-        binary = sitk.GetImageFromArray(np.asarray(values, dtype=np.uint8))
+        labels = np.asarray(values, dtype=np.uint8)
     else:
-        binary = sitk.GetImageFromArray((values > 0).astype(np.uint8))
-    binary.CopyInformation(img)  # the label grid was checked to match within tolerance; make it exact
-    sitk.WriteImage(binary, str(labels_dir / f"{cid}.nii.gz"), useCompression=True)
+        labels = (values > 0).astype(np.uint8)
+    # the label grid was checked to match within tolerance; write it on the image's grid exactly
+    write_image(labels, geometry, labels_dir / f"{cid}.nii.gz")
     notes = " ".join(img.GetMetaData(k) for k in ("descrip", "ITK_FileNotes") if img.HasMetaDataKey(k))
     sx, sy, sz = img.GetSpacing()
     facts = {"spacing_zyx": (sz, sy, sx), "shape_zyx": hu.shape, "synthetic": SYNTHETIC_MARK in notes}
@@ -159,7 +126,7 @@ def write_raw_dataset(
             {
                 "name": dataset_name,
                 "description": f"CAC segmentation; images HU-windowed [{lo:g}, {hi:g}] -> 0..255 by s2cac",
-                "channel_names": {"0": CHANNEL_NORMALIZATION},
+                "channel_names": {"0": CHANNEL_SCHEME},
                 "labels": LABELS[label_mode],
                 "numTraining": len(rows),
                 "file_ending": ".nii.gz",

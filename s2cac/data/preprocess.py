@@ -16,10 +16,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2cac.data.atomic import atomic_dir
-
-CONFIGURATION = "3d_fullres"
-PLANS_IDENTIFIER = "nnUNetPlans"
+from s2cac.atomic import atomic_dir
+from s2cac.nnunet import CONFIGURATION, PLANS_IDENTIFIER
 
 
 def _check_triplet(name: str, value: Sequence[float] | None, kind: type) -> list | None:

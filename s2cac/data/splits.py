@@ -17,6 +17,7 @@ No case has two roles; every case has exactly one role in every split file.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s2cac.data.atomic import atomic_write_json
+from s2cac.atomic import atomic_write_json
 
 ROLES = ("labeled", "unlabeled", "negative", "validation", "test")
 
@@ -127,6 +128,37 @@ def make_splits(
                 "test": sorted(ids[is_test]),
             }
     return nnunet_folds, roles
+
+
+def read_split(path: str | Path) -> dict[str, list[str]]:
+    """Read a split JSON (``labeled``/``unlabeled``/``negative``/``validation``/``test`` lists of identifiers)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: split file not found")
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a valid split JSON ({err})") from err
+    if not isinstance(split, dict) or "labeled" not in split or "validation" not in split:
+        raise ValueError(f"{path}: a split needs at least 'labeled' and 'validation' lists")
+    # scalar metadata (seed, fold, labeled_ratio) is allowed; an unknown list of cases is an error
+    unknown = sorted(k for k, v in split.items() if k not in ROLES and isinstance(v, list))
+    if unknown:
+        raise ValueError(f"{path}: unknown split list(s) {unknown}; known: {list(ROLES)}")
+    overlap = set(split.get("unlabeled", [])) & (set(split["labeled"]) | set(split["validation"]))
+    if overlap:
+        raise ValueError(f"{path}: case(s) {sorted(overlap)[:5]} are both unlabeled and labeled/validation")
+    return {k: [str(i) for i in split.get(k, [])] for k in ROLES}
+
+
+def read_test_cases(case_sheet: str | Path, split: str | Path) -> pd.DataFrame:
+    """The rows of ``case_sheet`` (a validated case sheet) whose case is in the ``test`` list of split file
+    ``split``, in the sheet's order: the cases a model is predicted on and evaluated on."""
+    from s2cac.data.cases import load_case_sheet
+
+    test = set(read_split(split)["test"])
+    sheet = load_case_sheet(case_sheet)
+    return sheet[sheet["case_id"].isin(test)].reset_index(drop=True)
 
 
 def ratio_tag(ratio: float) -> str:

@@ -360,7 +360,7 @@ def import_gated(
     """
     import pandas as pd
 
-    from s2cac.data.atomic import atomic_write_text
+    from s2cac.atomic import atomic_write_text
 
     gated = find_gated(root)
     out_dir = Path(out_dir)

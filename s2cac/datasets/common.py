@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s2cac.data.atomic import atomic_dir, atomic_write_text
+from s2cac.atomic import atomic_dir, atomic_write_text
 from s2cac.data.cases import validate_case_id
-from s2cac.io.images import Geometry
+from s2cac.io.images import Geometry, write_image
 
 #: Label values of the per-artery label maps (the synthetic cohort's too) and their column suffixes.
 ARTERIES = {1: "lm", 2: "lad", 3: "lcx", 4: "rca"}
@@ -43,14 +43,6 @@ def unique_ids(names: dict[str, str], what: str) -> None:
         seen[cid] = src
 
 
-def write_nifti(array: np.ndarray, geometry: Geometry, path: Path) -> None:
-    """Write a (z, y, x) array with ``geometry`` as compressed NIfTI (the caller makes it atomic)."""
-    import SimpleITK as sitk
-
-    image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(array)))
-    sitk.WriteImage(image, str(path), useCompression=True)
-
-
 def reference_scores(hu: np.ndarray, label: np.ndarray, spacing_zyx: tuple[float, float, float]) -> dict:
     """Reference Agatston of a label map: ``agatston`` (total), ``agatston_<artery>`` per label of
     :data:`ARTERIES`, ``risk_category`` and ``negative`` (no labelled voxel)."""
@@ -75,10 +67,10 @@ class CohortWriter:
 
     def add(self, case_id: str, hu: np.ndarray, label: np.ndarray | None, geometry: Geometry, extra: dict) -> dict:
         """Write one case; ``label`` None makes a score-only case (empty ``label`` column)."""
-        write_nifti(hu, geometry, self._images / f"{case_id}.nii.gz")
+        write_image(hu, geometry, self._images / f"{case_id}.nii.gz")
         row = {"case_id": case_id, "image": f"images/{case_id}.nii.gz", "label": ""}
         if label is not None:
-            write_nifti(label.astype(np.uint8, copy=False), geometry, self._labels / f"{case_id}.nii.gz")
+            write_image(label.astype(np.uint8, copy=False), geometry, self._labels / f"{case_id}.nii.gz")
             row["label"] = f"labels/{case_id}.nii.gz"
         row.update(extra)
         self.rows.append(row)

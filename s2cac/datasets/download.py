@@ -27,7 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from s2cac.data.atomic import atomic_dir
+from s2cac.atomic import atomic_dir
 
 CHUNK = 1 << 20  # bytes per read
 _SHA256_HEX = frozenset("0123456789abcdef")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from s2cac.evaluation.metrics import lesion_metrics, overlap_metrics, surface_distances
+from s2cac.evaluation.options import EvaluationOptions
 from s2cac.evaluation.stats import bland_altman, bootstrap_ci, category_agreement, correlations, icc_a1
 from s2cac.scoring import RISK_BOUNDS, risk_category_names, score_mask
 
@@ -22,7 +23,7 @@ def evaluate_case(
     ref: np.ndarray,
     spacing_zyx: tuple[float, float, float],
     *,
-    lesion_connectivity: int = 26,
+    lesion_connectivity: int = EvaluationOptions.lesion_connectivity,
     arteries: dict[int, str] | None = None,
     **score_options: Any,
 ) -> dict[str, Any]:

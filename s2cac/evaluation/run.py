@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from s2cac.evaluation.cohort import cohort_summary, evaluate_case, summary_table
+from s2cac.evaluation.options import EvaluationOptions
 from s2cac.io.images import IMAGE_SUFFIXES, read_ct, read_label_map
 
 
@@ -81,23 +82,41 @@ def cases_from_sheet(sheet: Path, predictions: Path | None = None) -> list[CaseF
 
 
 def evaluate_files(
-    cases: list[CaseFiles], geometry_tol: float = 1e-3, per_artery: bool = False, **options: Any
+    cases: list[CaseFiles], options: EvaluationOptions | None = None, geometry_tol: float = 1e-3
 ) -> pd.DataFrame:
     """Per-case table (one row per case, ``case_id`` first) of :func:`evaluate_case` on files; with
-    ``per_artery`` (the references label 1 LM, 2 LAD, 3 LCX, 4 RCA) also the columns of
-    :func:`s2cac.evaluation.arteries.artery_scores`."""
+    ``options.per_artery`` (the references label 1 LM, 2 LAD, 3 LCX, 4 RCA) also the columns of
+    :func:`s2cac.evaluation.arteries.artery_scores`.
+
+    Args:
+        cases: the files of each case.
+        options: scoring and lesion options (default: :class:`EvaluationOptions`'s).
+        geometry_tol: how far (mm, cosines) a mask's grid may be from its image's.
+    """
     from s2cac.evaluation.arteries import artery_scores
 
-    score_options = {k: v for k, v in options.items() if k != "lesion_connectivity"}
+    options = _checked(options)
+    score_options = options.score_options()
     rows = []
     for case in cases:
         hu, geom = read_ct(case.image, copy=False)
         ref, _ = read_label_map(case.reference, geom, geometry_tol, copy=False)
         pred, _ = read_label_map(case.prediction, geom, geometry_tol, copy=False)
-        rows.append({"case_id": case.case_id, **evaluate_case(hu, pred, ref, geom.spacing_zyx, **options)})
-        if per_artery:
+        row = evaluate_case(
+            hu, pred, ref, geom.spacing_zyx, lesion_connectivity=options.lesion_connectivity, **score_options
+        )
+        rows.append({"case_id": case.case_id, **row})
+        if options.per_artery:
             rows[-1].update(artery_scores(hu, pred, ref, geom.spacing_zyx, **score_options))
     return pd.DataFrame(rows)
+
+
+def _checked(options: EvaluationOptions | None) -> EvaluationOptions:
+    if options is None:
+        return EvaluationOptions()
+    if not isinstance(options, EvaluationOptions):  # e.g. a config mapping: EvaluationOptions.from_mapping(...)
+        raise TypeError(f"options must be EvaluationOptions, got {type(options).__name__}")
+    return options
 
 
 def json_safe(obj: Any) -> Any:
@@ -136,16 +155,28 @@ def write_outputs(per_case: pd.DataFrame, summary: dict[str, Any], out_dir: Path
 def evaluate(
     cases: list[CaseFiles],
     out_dir: Path,
+    options: EvaluationOptions | None = None,
     *,
     n_boot: int = 2000,
     seed: int = 0,
     figures: bool = True,
     geometry_tol: float = 1e-3,
-    **options: Any,
 ) -> dict[str, Any]:
-    """Evaluate ``cases`` and write all outputs to ``out_dir``; returns the cohort summary."""
-    per_case = evaluate_files(cases, geometry_tol, **options)
+    """Evaluate ``cases`` and write all outputs to ``out_dir``; returns the cohort summary.
+
+    Args:
+        cases: the files of each case.
+        out_dir: receives ``per_case.csv``, ``summary.json``, ``summary.csv`` and ``figures/``.
+        options: scoring and lesion options (default: :class:`EvaluationOptions`'s); all of them are recorded
+            under ``options`` in the summary.
+        n_boot: bootstrap resamples for the 95 % confidence intervals.
+        seed: seed of the bootstrap.
+        figures: also write the PNG figures.
+        geometry_tol: how far (mm, cosines) a mask's grid may be from its image's.
+    """
+    options = _checked(options)
+    per_case = evaluate_files(cases, options, geometry_tol)
     summary = cohort_summary(per_case, n_boot=n_boot, seed=seed)
-    summary["options"] = {k: v for k, v in options.items()}
+    summary["options"] = options.to_dict()
     write_outputs(per_case, summary, out_dir, figures)
     return summary

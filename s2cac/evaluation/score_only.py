@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from s2cac.data.atomic import atomic_write_text
+from s2cac.atomic import atomic_write_text
 from s2cac.evaluation.run import json_safe
 from s2cac.evaluation.stats import bland_altman, category_agreement, correlations, icc_a1
 from s2cac.scoring import RISK_BOUNDS, risk_category, risk_category_names

@@ -30,8 +30,7 @@ from typing import IO
 
 import numpy as np
 
-from s2cac.data.atomic import atomic_path
-from s2cac.data.nnunet_raw import HUWindow
+from s2cac.hu import HUWindow
 from s2cac.io.images import IMAGE_SUFFIXES
 from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
@@ -157,11 +156,9 @@ def case_output_paths(out_dir: Path, case: str) -> tuple[Path, Path]:
 
 def write_mask(mask: np.ndarray, geometry, path: Path) -> None:
     """Write a (z, y, x) mask as uint8 with ``geometry`` (s2cac.io.Geometry), atomically."""
-    import SimpleITK as sitk
+    from s2cac.io.images import write_image
 
-    image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8)))
-    with atomic_path(path, suffix=".nii.gz") as tmp:
-        sitk.WriteImage(image, str(tmp), True)
+    write_image(np.asarray(mask, dtype=np.uint8), geometry, path)
 
 
 def read_scores_csv(path: Path) -> list[dict[str, str]]:
@@ -192,7 +189,7 @@ def write_scores_csv(results: list[CaseResult], path: Path, previous: list[dict[
 
     A case of ``previous`` that is in ``results`` gets the row of ``results`` (one row per case).
     """
-    from s2cac.data.atomic import atomic_write_text
+    from s2cac.atomic import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")

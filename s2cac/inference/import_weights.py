@@ -26,6 +26,7 @@ import torch
 
 from s2cac.inference.model_io import ModelError, check_output, write_model_folder, write_package
 from s2cac.inference.plans import make_dataset_json, make_plans
+from s2cac.nnunet import CONFIGURATION
 
 if TYPE_CHECKING:
     from s2cac.nets import DualPathNet
@@ -195,7 +196,7 @@ def original_network() -> DualPathNet:
 def _their_plans(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     init = ckpt.get("init_args") or {}
     plans = init.get("plans", init) if isinstance(init, dict) else {}
-    conf = (plans.get("configurations") or {}).get("3d_fullres", {}) if isinstance(plans, dict) else {}
+    conf = (plans.get("configurations") or {}).get(CONFIGURATION, {}) if isinstance(plans, dict) else {}
     return plans, conf
 
 
@@ -269,7 +270,7 @@ def checkpoint_from_layout(tsv: str | Path = LAYOUT_TSV, seed: int = 0) -> dict[
             sd[f"module.{key}"] = 0.5 + torch.rand(dims, generator=gen)
         else:
             sd[f"module.{key}"] = torch.randn(dims, generator=gen) * 0.05
-    plans = {"configurations": {"3d_fullres": {"patch_size": [24, 256, 256], "spacing": [3.0, 0.369, 0.369],
+    plans = {"configurations": {CONFIGURATION: {"patch_size": [24, 256, 256], "spacing": [3.0, 0.369, 0.369],
                                                "normalization_schemes": ["CACWindowNormalization"]}}}  # fmt: skip
     return {
         "network_weights": sd,
@@ -282,7 +283,7 @@ def checkpoint_from_layout(tsv: str | Path = LAYOUT_TSV, seed: int = 0) -> dict[
         },  # fmt: skip
         "_best_ema": np.float64(0.61),
         "current_epoch": 500,
-        "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0, "device": torch.device("cpu")},
+        "init_args": {"plans": plans, "configuration": CONFIGURATION, "fold": 0, "device": torch.device("cpu")},
         "trainer_name": "nnUNetTrainer_S2CAC",
         "inference_allowed_mirroring_axes": (0, 1, 2),
     }

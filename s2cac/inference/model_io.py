@@ -30,12 +30,12 @@ from typing import Any
 import torch
 
 from s2cac import __version__
-from s2cac.data.atomic import atomic_path
-from s2cac.data.nnunet_raw import HUWindow
+from s2cac.atomic import atomic_path
+from s2cac.hu import HUWindow
+from s2cac.nnunet import CHANNEL_SCHEME, CONFIGURATION, PLANS_SCHEME
 
 PACKAGE_FORMAT = "s2cac-model"
 PACKAGE_FORMAT_VERSION = 1
-CONFIGURATION = "3d_fullres"
 WEIGHTS_MEMBER = "weights.pt"
 JSON_MEMBERS = ("plans.json", "dataset.json", "config.json")
 #: Teacher checkpoint file names searched in a model folder, most preferred first.
@@ -54,9 +54,6 @@ TEACHER_CHECKPOINTS = (
 )
 #: Keys under which a checkpoint dict may hold the teacher's state_dict, most preferred first.
 WEIGHT_KEYS = ("teacher_weights", "teacher_state_dict", "teacher", "ema_weights", "network_weights", "state_dict")
-#: The intensity normalisation our inference feeds (HU window -> 0..255, nnU-Net divides by 255).
-CHANNEL_SCHEME = "rgb_to_0_1"
-PLANS_SCHEME = "RGBTo01Normalization"
 DEFAULT_MIRROR_AXES = (0, 1, 2)
 
 
@@ -86,7 +83,7 @@ class LoadedModel:
 
     @property
     def hu_window(self) -> HUWindow:
-        """The HU window the model was trained with (dataset.json ``s2cac_hu_window``; METHOD.md's by default)."""
+        """The HU window the model was trained with (dataset.json ``s2cac_hu_window``; the method's by default)."""
         w = self.dataset_json.get("s2cac_hu_window") or {}
         return HUWindow(float(w.get("level", HUWindow.level)), float(w.get("width", HUWindow.width)))
 
@@ -412,7 +409,7 @@ def write_model_folder(
     config: dict[str, Any],
 ) -> Path:
     """Write a minimal model folder (teacher checkpoint, plans, dataset.json, config) atomically."""
-    from s2cac.data.atomic import atomic_dir
+    from s2cac.atomic import atomic_dir
 
     out_dir = Path(out_dir)
     check_model(LoadedModel(dict(state_dict), plans, dataset_json, config, source=str(out_dir)))

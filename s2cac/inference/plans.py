@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from s2cac.inference.model_io import CHANNEL_SCHEME, CONFIGURATION, PLANS_SCHEME
+from s2cac.nnunet import CHANNEL_SCHEME, CONFIGURATION, PLANS_IDENTIFIER, PLANS_SCHEME, data_identifier
 
 
 def make_dataset_json(name: str = "S2CAC", n_training: int = 0) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def make_plans(
     linear = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
     return {
         "dataset_name": dataset_name,
-        "plans_name": "nnUNetPlans",
+        "plans_name": PLANS_IDENTIFIER,
         "original_median_spacing_after_transp": spacing,
         "original_median_shape_after_transp": median,
         "image_reader_writer": "SimpleITKIO",
@@ -59,7 +59,7 @@ def make_plans(
         "transpose_backward": [0, 1, 2],
         "configurations": {
             CONFIGURATION: {
-                "data_identifier": "nnUNetPlans_3d_fullres",
+                "data_identifier": data_identifier(),
                 "preprocessor_name": "DefaultPreprocessor",
                 "batch_size": 2,
                 "patch_size": patch,

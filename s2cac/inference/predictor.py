@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2cac.data.nnunet_raw import HUWindow, window_hu
-from s2cac.inference.model_io import CONFIGURATION, LoadedModel, ModelError
+from s2cac.hu import HUWindow, window_hu
+from s2cac.inference.model_io import LoadedModel, ModelError
+from s2cac.nnunet import CONFIGURATION
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -113,7 +114,7 @@ def predict_network_labels(
         predictor: from :func:`make_predictor`.
         hu: (z, y, x) CT in HU.
         spacing_zyx: voxel spacing (z, y, x), mm.
-        window: HU window used in training; default METHOD.md's level 130, width 850.
+        window: HU window used in training; default the method's (level 130, width 850; s2cac.hu).
         threshold_hu: if given, windows that cannot change the class of any voxel with ``hu >= threshold_hu``
             are skipped: the labels are then exact where ``hu >= threshold_hu`` and background or arbitrary
             elsewhere (callers apply the HU rule). None = run every window.
@@ -149,7 +150,7 @@ def predict_network_mask(
         predictor: from :func:`make_predictor`.
         hu: (z, y, x) CT in HU.
         spacing_zyx: voxel spacing (z, y, x), mm.
-        window: HU window used in training; default METHOD.md's level 130, width 850.
+        window: HU window used in training; default the method's (level 130, width 850; s2cac.hu).
         threshold_hu: see :func:`predict_network_labels` (None = every window, exact everywhere).
 
     Returns:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from s2cac.data.atomic import atomic_path
-from s2cac.data.nnunet_raw import HUWindow
+from s2cac.atomic import atomic_path
+from s2cac.hu import HUWindow
 
 #: outline colours of labels 1, 2, ... (e.g. LM, LAD, LCX, RCA), distinct on a grey CT
 LABEL_COLOURS = ("yellow", "red", "cyan", "lime", "magenta", "orange")

@@ -1,4 +1,4 @@
-"""Reading CT images and label maps as (z, y, x) arrays with their geometry.
+"""Reading CT images and label maps as (z, y, x) arrays with their geometry, and writing them back.
 
 Light on purpose (SimpleITK + numpy only): ``s2cac score`` and inference use it, and neither may pay for torch.
 
@@ -7,6 +7,7 @@ Light on purpose (SimpleITK + numpy only): ``s2cac score`` and inference use it,
 - :func:`read_ct`: :func:`read_image` plus checks that the intensities are integer HU (returned as int16/int32).
 - :func:`read_label_map`: :func:`read_image` plus checks for non-negative integer labels and, optionally, the
   geometry of a reference image.
+- :func:`write_image`: a (z, y, x) array with a :class:`Geometry`, compressed, atomically (the one image writer).
 
 Scans that are not axial (a direction that is not a signed axis permutation keeping z as the slice axis,
 e.g. oblique or sagittal stacks, or a tilted gantry) and DICOM series with uneven slice spacing are refused
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from s2cac.atomic import atomic_path
 
 #: File endings of the image formats s2cac finds in folders (besides DICOM series folders).
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -313,3 +316,21 @@ def read_label_map(
         if diffs:
             raise ValueError(f"{path}: geometry differs from its image: " + "; ".join(diffs) + " (mask vs image)")
     return array, geometry
+
+
+def write_image(array: np.ndarray, geometry: Geometry, path: str | Path, *, notes: str | None = None) -> None:
+    """Write a (z, y, x) array with ``geometry``, compressed, through a temporary file and a rename.
+
+    Args:
+        array: the voxels (z, y, x), written with their dtype (e.g. int16 HU, uint8 labels).
+        geometry: spacing, origin and direction (its ``size`` is the array's).
+        path: the file; its ending chooses the format (``.nii.gz``, ``.mha``, ...).
+        notes: text stored as ``ITK_FileNotes`` (NIfTI ``descrip``), e.g. the synthetic cohort's mark.
+    """
+    path = Path(path)
+    image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(array)))
+    if notes is not None:
+        image.SetMetaData("ITK_FileNotes", notes)
+    suffix = next((s for s in IMAGE_SUFFIXES if path.name.endswith(s)), path.suffix)
+    with atomic_path(path, suffix=suffix) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from s2cac.data.atomic import atomic_write_text
+from s2cac.atomic import atomic_write_text
 from s2cac.paper.collect import Run, experiments_of, load_runs, plan_runs
 from s2cac.paper.tables import (
     comparison_table,

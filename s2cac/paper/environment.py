@@ -1,5 +1,5 @@
 """The report's environment tables: software versions and wall time per workflow stage (from Snakemake's
-benchmark files, ``benchmarks/<rule>/...tsv``)."""
+benchmark files, ``logs/benchmarks/<rule>/...tsv``)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def software_versions(repo: str | Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["component", "version"])
 
 
-def walltime_table(benchmarks: str | Path = "benchmarks") -> pd.DataFrame:
+def walltime_table(benchmarks: str | Path = "logs/benchmarks") -> pd.DataFrame:
     """Per stage (rule): jobs, total / mean / max wall-clock seconds and the largest max RSS (MB), from every
     ``<benchmarks>/<rule>/**/*.tsv`` Snakemake wrote (the last line of each: the latest run of that job)."""
     rows = []

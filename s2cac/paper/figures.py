@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s2cac.data.atomic import atomic_path
+from s2cac.atomic import atomic_path
 from s2cac.evaluation.stats import bland_altman
 from s2cac.scoring import RISK_BOUNDS, risk_category_names
 from s2cac.training.schedules import nsb_weight

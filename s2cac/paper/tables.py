@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from s2cac.data.atomic import atomic_write_text
+from s2cac.atomic import atomic_write_text
 from s2cac.paper.collect import METRICS
 
 #: Per-case quantities of the paired tests -> (label, higher is better).

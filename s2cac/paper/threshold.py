@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from s2cac.data.atomic import atomic_write_text
+from s2cac.atomic import atomic_write_text
 
 #: Experiment name of the threshold-only method in result paths (reserved: no experiment may use it).
 THRESHOLD_EXPERIMENT = "threshold"

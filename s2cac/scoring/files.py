@@ -47,7 +47,7 @@ def write_scores(result: ScoreResult, out: str | Path | None, *, as_json: bool =
     if out is None:
         _write_table(sys.stdout, rows, columns, as_json, meta)
         return
-    from s2cac.data.atomic import atomic_path
+    from s2cac.atomic import atomic_path
 
     with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as stream:
         _write_table(stream, rows, columns, as_json, meta)

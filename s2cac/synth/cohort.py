@@ -16,19 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
-from s2cac.data.atomic import atomic_path, atomic_write_text
+from s2cac.atomic import atomic_write_text
 from s2cac.inference.scan_qc import SYNTHETIC_MARK
-from s2cac.scoring import risk_category, score_mask
+from s2cac.io.images import Geometry, write_image
+from s2cac.scoring import CALCIUM_THRESHOLD_HU, risk_category, score_mask
 from s2cac.synth.config import SynthConfig
 from s2cac.synth.distractors import Distractor, Tube, aortic_valve, aortic_wall, mitral_annulus, pacing_lead, stent
 from s2cac.synth.phantom import ARTERIES, ARTERY_LABEL, Anatomy, build_anatomy
 from s2cac.synth.plaques import Ellipsoid, Plaque, draw_plaques
 from s2cac.synth.render import Grid, ellipsoid_box, ellipsoid_inside, half_diagonal, supersampled, tube_box, tube_inside
 
-THRESHOLD_HU = 130.0
+THRESHOLD_HU = CALCIUM_THRESHOLD_HU  # labels are the calcium an Agatston reader counts
 SUPPORT_MIN = 0.05  # share of a voxel a plaque must still cover (after blur) to be labelled
 BACKGROUND_MAX_HU = 100.0  # plaque-free image value above which a voxel is never labelled
 PSF_SIGMA_MM = 0.35  # in-plane scanner blur (Gaussian sigma)
@@ -252,15 +252,12 @@ CASE_COLUMNS = ("case_id", "image", "label", "agatston", "risk_category", "negat
 
 
 def _atomic_image(array: np.ndarray, grid: Grid, path: Path) -> None:
-    """Write a (z, y, x) array as NIfTI with ``grid``'s geometry, through a temporary file and a rename."""
-    image = sitk.GetImageFromArray(array)
-    sz, sy, sx = grid.spacing
-    image.SetSpacing((sx, sy, sz))
-    image.SetOrigin(grid.origin)
-    image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    image.SetMetaData("ITK_FileNotes", SYNTHETIC_MARK)  # NIfTI descrip: lets predict's QC recognise the cohort
-    with atomic_path(path, suffix=".nii.gz") as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+    """Write a (z, y, x) array as NIfTI with ``grid``'s geometry (axial), through a temporary file and a rename."""
+    geometry = Geometry(
+        tuple(grid.spacing), tuple(grid.origin), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), array.shape
+    )
+    # the NIfTI descrip carries the mark that lets predict's scan QC recognise the synthetic cohort
+    write_image(array, geometry, path, notes=SYNTHETIC_MARK)
 
 
 def write_heart_regions(out_dir: str | Path, cfg: SynthConfig, indices: list[int] | None = None) -> list[Path]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from s2cac.data.atomic import atomic_path
+from s2cac.atomic import atomic_path
 
 # label -> (name, RGB colour)
 ARTERY_COLOURS = {

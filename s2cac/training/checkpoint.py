@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2cac.data.atomic import atomic_path
+from s2cac.atomic import atomic_path
 
 
 def plain(obj: Any) -> Any:

@@ -28,8 +28,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from s2cac.data.splits import read_split
     from s2cac.training.config import load_method_config
-    from s2cac.training.run import read_split, resolve_device, train_model
+    from s2cac.training.run import resolve_device, train_model
 
     if args.config is None and args.experiment is None:
         raise ValueError("give --config and/or --experiment with --experiments-file")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 from s2cac.training.losses import SCORE_TARGETS
 
 AUGMENTATIONS = ("none", "light", "nnunet")
@@ -69,7 +70,7 @@ class NSBConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Every switch of the trainer. Defaults = S2CAC with the original code's defects fixed (METHOD.md)."""
+    """Every switch of the trainer. Defaults = S2CAC with the original code's defects fixed (docs/training.md)."""
 
     # --- method switches (baselines / ablations) ---
     use_teacher: bool = True  # Mean Teacher with unlabeled patches; False = supervised only
@@ -87,7 +88,9 @@ class MethodConfig:
     negative_candidate_fraction: float = 0.7  # negative-scan patches centred on a bright voxel (all are non-calcium)
     unlabeled_candidate_fraction: float = 0.5  # unlabeled patches centred on a bright voxel (image only, no label)
     val_foreground_fraction: float = 0.33  # validation patches centred on calcium (authors: 1.0)
-    candidate_hu: float = 130.0  # the Agatston threshold: voxels below it can never be exported as calcium
+    candidate_hu: float = (
+        CALCIUM_THRESHOLD_HU  # the Agatston threshold: voxels below it can never be exported as calcium
+    )
     # --- calcium is only ever exported where HU >= candidate_hu (inference: network AND HU >= threshold) ---
     candidate_gating: bool = True  # train and validate on that gated output (calcium probability 0 below it)
     # --- augmentation of the three training loaders ---

@@ -1,4 +1,5 @@
-"""Loss terms of S2CAC (METHOD.md), per-sample weighted so that negative sample boosting can scale them.
+"""Loss terms of S2CAC (docs/training.md, "Losses"), per-sample weighted so that negative sample boosting can
+scale them.
 
 Shapes: logits (B, 2, Z, Y, X), targets (B, Z, Y, X) with values {0, 1}, scores and weights (B,).
 Reductions are weighted means over the batch: sum_i w_i l_i / B (default) or sum_i w_i l_i / sum_i w_i
@@ -104,7 +105,8 @@ def soft_calcium_amount(logits: torch.Tensor, mask: torch.Tensor | None = None) 
 def to_score_space(voxels: torch.Tensor, kind: str, voxel_volume_mm3: float) -> torch.Tensor:
     """Map a calcium voxel count (hard or soft) to the score head's target space.
 
-    ``log1p_volume_mm3``: log(1 + voxels * voxel volume in mm^3) (the fix of METHOD.md defect 3);
+    ``log1p_volume_mm3``: log(1 + voxels * voxel volume in mm^3) (the fix of the original code's defect 3,
+    docs/training.md);
     ``voxel_count``: the raw count, as in the original code.
     """
     if kind == "voxel_count":
@@ -153,7 +155,7 @@ def s2cac_loss_terms(
     normalization: str = "batch",
     term_weights: dict[str, float] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The four S2CAC loss terms and their total (METHOD.md "Losses").
+    """The four S2CAC loss terms and their total (docs/training.md, "Losses").
 
     Args:
         sup_logits: student logits of the labeled + negative patches (Bs, 2, Z, Y, X).

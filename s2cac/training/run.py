@@ -10,29 +10,6 @@ import yaml
 
 from s2cac.training.config import MethodConfig, same_method
 
-SPLIT_KEYS = ("labeled", "unlabeled", "negative", "validation", "test")
-
-
-def read_split(path: str | Path) -> dict[str, list[str]]:
-    """Read a split JSON (``labeled``/``unlabeled``/``negative``/``validation``/``test`` lists of identifiers)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: split file not found")
-    try:
-        split = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a valid split JSON ({err})") from err
-    if not isinstance(split, dict) or "labeled" not in split or "validation" not in split:
-        raise ValueError(f"{path}: a split needs at least 'labeled' and 'validation' lists")
-    # scalar metadata (seed, fold, labeled_ratio) is allowed; an unknown list of cases is an error
-    unknown = sorted(k for k, v in split.items() if k not in SPLIT_KEYS and isinstance(v, list))
-    if unknown:
-        raise ValueError(f"{path}: unknown split list(s) {unknown}; known: {list(SPLIT_KEYS)}")
-    overlap = set(split.get("unlabeled", [])) & (set(split["labeled"]) | set(split["validation"]))
-    if overlap:
-        raise ValueError(f"{path}: case(s) {sorted(overlap)[:5]} are both unlabeled and labeled/validation")
-    return {k: [str(i) for i in split.get(k, [])] for k in SPLIT_KEYS}
-
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda`` without a GPU is an error."""
@@ -64,7 +41,7 @@ def train_model(
         A summary dict: ``status`` (``trained``, ``resumed`` or ``already_done``), epochs, final and best
         moving-average pseudo-Dice.
     """
-    from s2cac.data.atomic import atomic_write_text
+    from s2cac.atomic import atomic_write_text
     from s2cac.training.checkpoint import load_safe
     from s2cac.training.trainer import create_trainer
 

@@ -7,8 +7,18 @@ import math
 import torch
 from torch import nn
 
+from s2cac.training.config import MethodConfig, NSBConfig
 
-def consistency_weight(iteration: int, max_weight: float = 0.1, ramp_step: int = 150, ramp_length: int = 200) -> float:
+# The defaults are the method's, defined once in MethodConfig / NSBConfig.
+_NSB = NSBConfig()
+
+
+def consistency_weight(
+    iteration: int,
+    max_weight: float = MethodConfig.consistency_max,
+    ramp_step: int = MethodConfig.consistency_ramp_step,
+    ramp_length: int = MethodConfig.consistency_ramp_length,
+) -> float:
     """lambda(t) = max_weight * exp(-5 (1 - min(t, T) / T)^2) with t = iteration // ramp_step, T = ramp_length.
 
     ``ramp_length`` 0 means no ramp (always ``max_weight``).
@@ -19,18 +29,18 @@ def consistency_weight(iteration: int, max_weight: float = 0.1, ramp_step: int =
     return float(max_weight * math.exp(-5.0 * (1.0 - t / ramp_length) ** 2))
 
 
-def nsb_weight(epoch: int | float, a: float = 0.999, b: float = 0.03, tau: float = 300.0) -> float:
+def nsb_weight(epoch: int | float, a: float = _NSB.a, b: float = _NSB.b, tau: float = _NSB.tau) -> float:
     """Weight of a calcium-free patch at ``epoch``: w(e) = 1 - a (1 - sigmoid(b (e - tau)))."""
     return float(1.0 - a * (1.0 - 1.0 / (1.0 + math.exp(-b * (epoch - tau)))))
 
 
-def ema_alpha(step: int, alpha_max: float = 0.99) -> float:
+def ema_alpha(step: int, alpha_max: float = MethodConfig.ema_alpha) -> float:
     """EMA decay after optimiser step ``step`` (0-based): min(1 - 1 / (step + 1), alpha_max)."""
     return min(1.0 - 1.0 / (step + 1), alpha_max)
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, alpha: float, buffers: bool = True) -> None:
+def ema_update(teacher: nn.Module, student: nn.Module, alpha: float, buffers: bool = MethodConfig.ema_buffers) -> None:
     """teacher <- alpha * teacher + (1 - alpha) * student, for parameters and (``buffers``) floating buffers
     (BN statistics); integer buffers (BN's ``num_batches_tracked``) are then copied from the student.
 

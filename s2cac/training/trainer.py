@@ -26,9 +26,10 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.helpers import empty_cache
 
-from s2cac.data.nnunet_raw import HUWindow, window_hu
 from s2cac.envtools import temporary_environ
+from s2cac.hu import HUWindow, window_hu
 from s2cac.nets import build_network
+from s2cac.nnunet import CONFIGURATION, PLANS_IDENTIFIER, PLANS_SCHEME
 from s2cac.training import losses as L
 from s2cac.training.augmentation import light_initial_patch, light_transforms, no_transforms
 from s2cac.training.checkpoint import atomic_torch_save, load_safe
@@ -36,7 +37,6 @@ from s2cac.training.config import EXECUTION_KEYS, MethodConfig, same_method
 from s2cac.training.loaders import CompositeBatches, PatchLoader, wrap
 from s2cac.training.schedules import consistency_weight, ema_alpha, ema_update, nsb_weight
 
-CONFIGURATION = "3d_fullres"
 EXTRA_LOG_KEYS = ("loss_seg", "loss_score", "loss_cons", "loss_sdc", "consistency_weight", "nsb_weight")
 TERMS = ("seg", "score", "cons", "sdc")
 
@@ -79,14 +79,14 @@ class S2CACTrainer(nnUNetTrainer):
         # Intensities reach the network as window_hu(HU) / 255 (nnU-Net's RGBTo01 on our uint8 images), so one
         # unit is the window width in HU; the candidate level is the Agatston threshold on that scale.
         w = self.dataset_json.get("s2cac_hu_window") or {}
-        self.hu_window = HUWindow(float(w.get("level", 130.0)), float(w.get("width", 850.0)))
+        self.hu_window = HUWindow(float(w.get("level", HUWindow.level)), float(w.get("width", HUWindow.width)))
         self.candidate_level = float(window_hu(np.array([config.candidate_hu]), self.hu_window)[0]) / 255.0
         schemes = list(self.configuration_manager.normalization_schemes)
         needs_level = config.candidate_gating or config.labeled_candidate_fraction > 0
         needs_level |= config.negative_candidate_fraction > 0 or config.unlabeled_candidate_fraction > 0
-        if needs_level and schemes != ["RGBTo01Normalization"]:
+        if needs_level and schemes != [PLANS_SCHEME]:
             raise ValueError(
-                f"candidate gating/sampling needs s2cac's HU-windowed images (RGBTo01Normalization), got {schemes}"
+                f"candidate gating/sampling needs s2cac's HU-windowed images ({PLANS_SCHEME}), got {schemes}"
             )
         self._stop_early = False
         self.best_epoch: int | None = None
@@ -585,9 +585,10 @@ def create_trainer(
 
     pre = Path(preprocessed_dataset).resolve()
     out = Path(output_dir).resolve()
-    if not (pre / "nnUNetPlans.json").is_file():
-        raise FileNotFoundError(f"{pre}: no nnUNetPlans.json; is this a preprocessed nnU-Net dataset folder?")
-    plans, dataset_json = load_json(str(pre / "nnUNetPlans.json")), load_json(str(pre / "dataset.json"))
+    plans_file = pre / f"{PLANS_IDENTIFIER}.json"
+    if not plans_file.is_file():
+        raise FileNotFoundError(f"{pre}: no {plans_file.name}; is this a preprocessed nnU-Net dataset folder?")
+    plans, dataset_json = load_json(str(plans_file)), load_json(str(pre / "dataset.json"))
     if CONFIGURATION not in plans["configurations"]:
         raise ValueError(f"{pre}: the plans have no {CONFIGURATION!r} configuration")
     conf = plans["configurations"][CONFIGURATION]

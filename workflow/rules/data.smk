@@ -24,7 +24,7 @@ if config["dataset"]["source"] == "synthetic":
         log:
             "logs/synthesize_cohort/{dataset}.log",
         benchmark:
-            "benchmarks/synthesize_cohort/{dataset}.tsv"
+            "logs/benchmarks/synthesize_cohort/{dataset}.tsv"
         threads: 2
         resources:
             mem_mb=4000,
@@ -46,7 +46,7 @@ elif config["dataset"]["source"] == "case_sheet":
         log:
             "logs/import_case_sheet/{dataset}.log",
         benchmark:
-            "benchmarks/import_case_sheet/{dataset}.tsv"
+            "logs/benchmarks/import_case_sheet/{dataset}.tsv"
         threads: 1
         resources:
             mem_mb=4000,
@@ -75,7 +75,7 @@ else:
         log:
             "logs/fetch_dataset/{dataset}.log",
         benchmark:
-            "benchmarks/fetch_dataset/{dataset}.tsv"
+            "logs/benchmarks/fetch_dataset/{dataset}.tsv"
         threads: 1
         resources:
             mem_mb=2000,
@@ -100,7 +100,7 @@ else:
         log:
             "logs/import_dataset/{dataset}.log",
         benchmark:
-            "benchmarks/import_dataset/{dataset}.tsv"
+            "logs/benchmarks/import_dataset/{dataset}.tsv"
         threads: 1
         resources:
             mem_mb=8000,

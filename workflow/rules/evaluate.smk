@@ -26,7 +26,7 @@ rule evaluate:
     log:
         "logs/evaluate/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:
-        "benchmarks/evaluate/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.tsv"
+        "logs/benchmarks/evaluate/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=8000,

@@ -19,7 +19,7 @@ if config["dataset"]["source"] == "synthetic":
         log:
             "logs/heart_regions/{dataset}.log",
         benchmark:
-            "benchmarks/heart_regions/{dataset}.tsv"
+            "logs/benchmarks/heart_regions/{dataset}.tsv"
         threads: 1
         resources:
             mem_mb=4000,
@@ -45,7 +45,7 @@ rule predict_threshold:
     log:
         f"logs/predict_threshold/{{dataset}}/labeled{{ratio}}/fold{{fold}}/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/predict_threshold/{{dataset}}/labeled{{ratio}}/fold{{fold}}/seed{{seed}}.tsv"
+        f"logs/benchmarks/predict_threshold/{{dataset}}/labeled{{ratio}}/fold{{fold}}/seed{{seed}}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -79,7 +79,7 @@ if PAPER is not None:
         log:
             f"logs/paper_tables/{DATASET}.log",
         benchmark:
-            f"benchmarks/paper_tables/{DATASET}.tsv"
+            f"logs/benchmarks/paper_tables/{DATASET}.tsv"
         threads: 1
         resources:
             mem_mb=2000,
@@ -109,7 +109,7 @@ if PAPER is not None:
         log:
             f"logs/paper_figures/{DATASET}.log",
         benchmark:
-            f"benchmarks/paper_figures/{DATASET}.tsv"
+            f"logs/benchmarks/paper_figures/{DATASET}.tsv"
         threads: 1
         resources:
             mem_mb=4000,
@@ -120,7 +120,7 @@ if PAPER is not None:
             "../scripts/paper_figures.py"
 
     rule paper_environment:
-        # The resolved config, software versions and wall time per stage (read from benchmarks/ after every
+        # The resolved config, software versions and wall time per stage (read from logs/benchmarks/ after every
         # evaluation is done: jobs that re-run later update it on the next run of this rule).
         input:
             evaluations=paper_evaluations(),
@@ -139,6 +139,8 @@ if PAPER is not None:
             version=STAGE_VERSIONS["paper_environment"],
         log:
             f"logs/paper_environment/{DATASET}.log",
+        benchmark:
+            f"logs/benchmarks/paper_environment/{DATASET}.tsv"
         threads: 1
         resources:
             mem_mb=1000,
@@ -160,6 +162,8 @@ if PAPER is not None:
             version=STAGE_VERSIONS["experiment_table"],
         log:
             "logs/experiment_table/{dataset}/{experiment}.log",
+        benchmark:
+            "logs/benchmarks/experiment_table/{dataset}/{experiment}.tsv"
         threads: 1
         resources:
             mem_mb=1000,

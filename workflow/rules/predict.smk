@@ -17,7 +17,7 @@ rule predict:
     log:
         "logs/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:
-        "benchmarks/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.tsv"
+        "logs/benchmarks/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.tsv"
     threads: 2
     resources:
         gpu=1,

@@ -12,7 +12,7 @@ rule nnunet_raw:
     log:
         "logs/nnunet_raw/Dataset{id}_{dataset}.log",
     benchmark:
-        "benchmarks/nnunet_raw/Dataset{id}_{dataset}.tsv"
+        "logs/benchmarks/nnunet_raw/Dataset{id}_{dataset}.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -40,7 +40,7 @@ rule nnunet_preprocess:
     log:
         "logs/nnunet_preprocess/Dataset{id}_{dataset}.log",
     benchmark:
-        "benchmarks/nnunet_preprocess/Dataset{id}_{dataset}.tsv"
+        "logs/benchmarks/nnunet_preprocess/Dataset{id}_{dataset}.tsv"
     threads: 2
     resources:
         mem_mb=8000,

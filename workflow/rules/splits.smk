@@ -17,7 +17,7 @@ rule splits:
     log:
         "logs/splits/{dataset}/seed{seed}.log",
     benchmark:
-        "benchmarks/splits/{dataset}/seed{seed}.tsv"
+        "logs/benchmarks/splits/{dataset}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=1000,

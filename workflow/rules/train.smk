@@ -22,7 +22,7 @@ rule train:
     log:
         "logs/train/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:
-        "benchmarks/train/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.tsv"
+        "logs/benchmarks/train/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.tsv"
     threads: 2
     resources:
         gpu=1,

@@ -9,27 +9,22 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # the r
 from s2cac.runlog import logged
 
 with logged(snakemake.log[0]):
-    from s2cac.data.atomic import atomic_dir
-    from s2cac.data.cases import load_case_sheet
+    from s2cac.atomic import atomic_dir
+    from s2cac.data.splits import read_test_cases
+    from s2cac.evaluation.options import EvaluationOptions
     from s2cac.evaluation.run import CaseFiles, evaluate
 
-    test = set(json.loads(Path(snakemake.input.split).read_text())["test"])
-    sheet = load_case_sheet(snakemake.input.cases)
+    test = read_test_cases(snakemake.input.cases, snakemake.input.split)
     pred_dir = Path(snakemake.input.predictions)
     cases = [
         CaseFiles(cid, Path(img), Path(lab), pred_dir / f"{cid}_cac.nii.gz")
-        for cid, img, lab in zip(sheet["case_id"], sheet["image"], sheet["label"], strict=True)
-        if cid in test
+        for cid, img, lab in zip(test["case_id"], test["image"], test["label"], strict=True)
     ]
     opts = dict(snakemake.params.options)
+    n_boot, seed = opts.pop("bootstrap"), opts.pop("seed")
+    # one threshold: the masks were cut at predict.threshold_hu, and they are scored with it
+    options = EvaluationOptions.from_mapping({**opts, "threshold_hu": snakemake.params.threshold_hu})
     out = Path(snakemake.output.summary).parent
     with atomic_dir(out) as tmp:
-        summary = evaluate(
-            cases,
-            tmp,
-            n_boot=opts.pop("bootstrap"),
-            seed=opts.pop("seed"),
-            threshold_hu=snakemake.params.threshold_hu,
-            **opts,
-        )
+        summary = evaluate(cases, tmp, options, n_boot=n_boot, seed=seed)
     print(json.dumps({k: summary[k] for k in list(summary)[:3]}, indent=2, default=str))

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # the r
 from s2cac.runlog import logged
 
 with logged(snakemake.log[0]):
-    from s2cac.data.atomic import atomic_write_text
+    from s2cac.atomic import atomic_write_text
     from s2cac.datasets.run import fetch_dataset
 
     # The URLs are read from the config here, not passed as params: signed URLs are secrets that expire, and a

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # the r
 from s2cac.runlog import logged
 
 with logged(snakemake.log[0]):
-    from s2cac.data.atomic import atomic_dir
+    from s2cac.atomic import atomic_dir
     from s2cac.synth import SynthConfig, write_heart_regions
 
     cfg = SynthConfig.from_dict(dict(snakemake.params.synthetic))

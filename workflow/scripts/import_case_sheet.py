@@ -11,7 +11,7 @@ with logged(snakemake.log[0]):
     import pandas as pd
     from snakemake.utils import validate
 
-    from s2cac.data.atomic import atomic_write_text
+    from s2cac.atomic import atomic_write_text
     from s2cac.data.cases import check_cases, load_case_sheet
 
     sheet = load_case_sheet(snakemake.input.sheet)

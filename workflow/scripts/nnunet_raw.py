@@ -8,7 +8,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # the r
 from s2cac.runlog import logged
 
 with logged(snakemake.log[0]):
-    from s2cac.data.nnunet_raw import HUWindow, write_raw_dataset
+    from s2cac.data.nnunet_raw import write_raw_dataset
+    from s2cac.hu import HUWindow
 
     out = Path(snakemake.output[0])
     write_raw_dataset(

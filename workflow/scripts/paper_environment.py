@@ -16,7 +16,7 @@ with logged(snakemake.log[0]):
     repo = Path(snakemake.scriptdir).resolve().parents[1]
     atomic_write_text(snakemake.output.config, yaml.safe_dump(dict(snakemake.config), sort_keys=False))
     atomic_write_text(snakemake.output.software, software_versions(repo).to_csv(index=False, lineterminator="\n"))
-    wall = walltime_table("benchmarks")
+    wall = walltime_table("logs/benchmarks")
     atomic_write_text(snakemake.output.walltime, wall.to_csv(index=False, na_rep="NaN", lineterminator="\n"))
     atomic_write_text(snakemake.output.walltime_md, walltime_markdown(wall, snakemake.params.cohort))
     print(Path(snakemake.output.walltime_md).read_text())

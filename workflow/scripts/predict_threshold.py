@@ -10,7 +10,7 @@ from s2cac.runlog import logged
 with logged(snakemake.log[0]):
     import json
 
-    from s2cac.data.atomic import atomic_dir
+    from s2cac.atomic import atomic_dir
     from s2cac.data.cases import load_case_sheet
     from s2cac.paper.threshold import ThresholdCase, predict_threshold
 

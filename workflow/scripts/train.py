@@ -11,8 +11,9 @@ from s2cac.runlog import logged
 with logged(snakemake.log[0]):
     import torch
 
+    from s2cac.data.splits import read_split
     from s2cac.training.config import MethodConfig, experiment_mapping
-    from s2cac.training.run import read_split, resolve_device, train_model
+    from s2cac.training.run import resolve_device, train_model
 
     torch.set_num_threads(snakemake.threads)
     # execution settings come from the config directly, not from params (changing them must not retrain)
