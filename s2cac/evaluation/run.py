@@ -85,10 +85,11 @@ def evaluate_files(
 ) -> pd.DataFrame:
     """Per-case table (one row per case, ``case_id`` first) of :func:`evaluate_case` on files; with
     ``per_artery`` (the references label 1 LM, 2 LAD, 3 LCX, 4 RCA) also the columns of
-    :func:`s2cac.evaluation.arteries.artery_scores`."""
+    :func:`s2cac.evaluation.arteries.artery_scores`. An ``arteries`` option (predictions of an artery model)
+    reaches :func:`evaluate_case`: per-artery Agatston of prediction and reference, vessel counts."""
     from s2cac.evaluation.arteries import artery_scores
 
-    score_options = {k: v for k, v in options.items() if k != "lesion_connectivity"}
+    score_options = {k: v for k, v in options.items() if k not in ("lesion_connectivity", "arteries")}
     rows = []
     for case in cases:
         hu, geom = read_ct(case.image, copy=False)

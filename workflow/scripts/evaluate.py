@@ -11,6 +11,7 @@ from s2cac.runlog import logged
 with logged(snakemake.log[0]):
     from s2cac.data.atomic import atomic_dir
     from s2cac.data.cases import load_case_sheet
+    from s2cac.data.nnunet_raw import LABELS
     from s2cac.evaluation.run import CaseFiles, evaluate
 
     test = set(json.loads(Path(snakemake.input.split).read_text())["test"])
@@ -22,6 +23,8 @@ with logged(snakemake.log[0]):
         if cid in test
     ]
     opts = dict(snakemake.params.options)
+    if getattr(snakemake.params, "labels", "binary") == "arteries":  # both maps label arteries: per-artery agreement
+        opts["arteries"] = {v: name for name, v in LABELS["arteries"].items() if v != 0}
     out = Path(snakemake.output.summary).parent
     with atomic_dir(out) as tmp:
         summary = evaluate(
