@@ -212,3 +212,38 @@ def test_label_mode_reruns_the_export_only_when_it_changes(tmp_path):
     assert again.returncode == 0 and "nnunet_raw" in again.stdout + again.stderr, again.stderr[-3000:]
     labels = json.loads((raw / "dataset.json").read_text())["labels"]
     assert labels == {"background": 0, "LM": 1, "LAD": 2, "LCX": 3, "RCA": 4}
+
+
+@pytest.mark.slow
+def test_artery_demo_workflow_end_to_end(tmp_path):
+    """preprocess.labels: arteries through the whole demo path: a 5-output model, artery masks and per-artery
+    scores from predict, per-artery agreement from evaluate."""
+    import pandas as pd
+    import torch
+
+    work = tmp_path / "work"
+    _write_config(
+        work,
+        {
+            "dataset": {"name": "synthetic", "source": "synthetic", "nnunet_id": 501, "synthetic": SYNTH},
+            "preprocess": PREPROCESS | {"labels": "arteries"},
+            "splits": SPLITS | {"folds": [0], "labeled_ratios": [0.5]},
+            "training": TRAINING,
+            "experiments": {"s2cac": {}},
+            "predict": {"device": "cpu"},
+            "evaluate": {"bootstrap": 200},
+        },
+    )
+    proc = _run(work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = "synthetic/s2cac/labeled50/fold0/seed0"
+    ckpt = torch.load(work / "results" / "models" / run / "checkpoint_final.pth", weights_only=True)
+    assert ckpt["network_kwargs"]["num_classes"] == 5
+    scores = pd.read_csv(work / "results" / "predict" / run / "scores.csv")
+    assert {"agatston_LM", "agatston_LAD", "agatston_LCX", "agatston_RCA", "n_vessels"} <= set(scores.columns)
+    assert scores["n_vessels"].notna().all()
+    ev = work / "results" / "evaluate" / run
+    per_case = pd.read_csv(ev / "per_case.csv")
+    assert {"agatston_LAD_pred", "agatston_LAD_ref", "n_vessels_pred", "n_vessels_ref"} <= set(per_case.columns)
+    summary = json.loads((ev / "summary.json").read_text())
+    assert set(summary["per_artery"]) == {"LM", "LAD", "LCX", "RCA", "n_vessels"}
