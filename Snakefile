@@ -7,7 +7,8 @@
 # Paths (every rule writes only below results/ and logs/):
 #   results/data/{dataset}/cases.tsv, images/, labels/       the cohort (HU images, per-artery label maps)
 #   results/data/{dataset}/overview.png, threshold_baseline.tsv   synthetic cohort only: look and baseline
-#   results/nnunet/raw/Dataset{id}_{dataset}/                nnU-Net v2 raw dataset (HU-windowed, binary)
+#   results/nnunet/raw/Dataset{id}_{dataset}/                nnU-Net v2 raw dataset (HU-windowed; binary, or
+#                                                            artery labels with preprocess.labels: arteries)
 #   results/nnunet/preprocessed/Dataset{id}_{dataset}/       nnU-Net v2 plans and preprocessed data
 #   results/splits/{dataset}/seed{seed}/splits_final.json    nnU-Net folds
 #   results/splits/{dataset}/seed{seed}/fold{fold}/labeled{pct}.json   roles: labeled, unlabeled,

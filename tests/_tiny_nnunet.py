@@ -1,10 +1,10 @@
 """A tiny nnU-Net v2 preprocessed dataset for the training tests (built once per test session).
 
-Images are 8 x 48 x 48 uint8 volumes (spacing 3 x 0.5 x 0.5 mm) with a few bright blobs labelled 1;
-negative cases have no labelled blobs. Every case also has one bright, unlabelled square "distractor" (bone
-or aortic calcium in a real scan): the hard negatives that candidate-centred sampling looks for. They are
-written as an nnU-Net raw dataset with ``rgb_to_0_1`` normalisation and run through nnU-Net's own
-fingerprint, planning and preprocessing, in-process.
+Images are 8 x 48 x 48 uint8 volumes (spacing 3 x 0.5 x 0.5 mm) with a few bright blobs labelled 1 (or, in the
+artery variant, 1-4: LM, LAD, LCX, RCA); negative cases have no labelled blobs. Every case also has one bright,
+unlabelled square "distractor" (bone or aortic calcium in a real scan): the hard negatives that candidate-centred
+sampling looks for. They are written as an nnU-Net raw dataset with ``rgb_to_0_1`` normalisation and run
+through nnU-Net's own fingerprint, planning and preprocessing, in-process.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from s2cac.envtools import temporary_environ
 
 DATASET_ID = 987
 DATASET_NAME = f"Dataset{DATASET_ID}_TinyCAC"
+ARTERY_DATASET_ID = 988
+ARTERY_DATASET_NAME = f"Dataset{ARTERY_DATASET_ID}_TinyArteries"
+ARTERY_LABELS = {"background": 0, "LM": 1, "LAD": 2, "LCX": 3, "RCA": 4}
 SHAPE = (8, 48, 48)
 SPACING = (3.0, 0.5, 0.5)
 
 
-def _case(rng: np.random.Generator, n_blobs: int) -> tuple[np.ndarray, np.ndarray]:
+def _case(rng: np.random.Generator, n_blobs: int, arteries: bool = False) -> tuple[np.ndarray, np.ndarray]:
     image = rng.normal(70, 12, SHAPE).clip(0, 255)
     label = np.zeros(SHAPE, np.uint8)
     zz, yy, xx = np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij")
@@ -32,21 +35,30 @@ def _case(rng: np.random.Generator, n_blobs: int) -> tuple[np.ndarray, np.ndarra
         blob = (((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r) & (np.abs(zz - cz) <= 1)
         image[blob] = rng.uniform(200, 250)
         label[blob] = 1
+        if arteries:  # a function of the centre, not a draw: the images stay those of the binary dataset
+            label[blob] = 1 + (cz * 7 + cy * 3 + cx) % 4
     return image.astype(np.uint8), label
 
 
-def build_tiny_dataset(root: Path, n_positive: int = 10, n_negative: int = 3, seed: int = 0) -> tuple[Path, dict]:
-    """Write and preprocess the dataset under ``root``; returns (preprocessed dataset folder, split dict)."""
+def build_tiny_dataset(
+    root: Path, n_positive: int = 10, n_negative: int = 3, seed: int = 0, arteries: bool = False
+) -> tuple[Path, dict]:
+    """Write and preprocess the dataset under ``root``; returns (preprocessed dataset folder, split dict).
+
+    ``arteries``: the same images with every blob labelled as one of the four arteries (1-4, see
+    :data:`ARTERY_LABELS`), as ``s2cac nnunet-raw --labels arteries`` exports them.
+    """
     import SimpleITK as sitk
 
-    raw = root / "raw" / DATASET_NAME
+    dataset_id, name = (ARTERY_DATASET_ID, ARTERY_DATASET_NAME) if arteries else (DATASET_ID, DATASET_NAME)
+    raw = root / "raw" / name
     (raw / "imagesTr").mkdir(parents=True)
     (raw / "labelsTr").mkdir()
     rng = np.random.default_rng(seed)
     ids = []
     for i in range(n_positive + n_negative):
         cid = f"case_{i:03d}"
-        image, label = _case(rng, int(rng.integers(2, 5)) if i < n_positive else 0)
+        image, label = _case(rng, int(rng.integers(2, 5)) if i < n_positive else 0, arteries)
         drng = np.random.default_rng([seed, i, 1])  # own stream: the labelled blobs stay as they were
         z, y, x = int(drng.integers(1, SHAPE[0] - 1)), int(drng.integers(4, SHAPE[1] - 8)), int(drng.integers(4, 40))
         free = label[z, y : y + 4, x : x + 4] == 0
@@ -63,7 +75,7 @@ def build_tiny_dataset(root: Path, n_positive: int = 10, n_negative: int = 3, se
         json.dumps(
             {
                 "channel_names": {"0": "rgb_to_0_1"},
-                "labels": {"background": 0, "calcium": 1},
+                "labels": ARTERY_LABELS if arteries else {"background": 0, "calcium": 1},
                 "numTraining": len(ids),
                 "file_ending": ".nii.gz",
             }
@@ -77,12 +89,12 @@ def build_tiny_dataset(root: Path, n_positive: int = 10, n_negative: int = 3, se
             preprocess,
         )
 
-        extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=False, verbose=False)
-        plan_experiments([DATASET_ID])
-        preprocess([DATASET_ID], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)
+        extract_fingerprints([dataset_id], num_processes=1, check_dataset_integrity=False, verbose=False)
+        plan_experiments([dataset_id])
+        preprocess([dataset_id], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)
     pos, neg = ids[:n_positive], ids[n_positive:]
     split = {"labeled": pos[:4], "unlabeled": pos[4:7], "negative": neg, "validation": pos[7:9], "test": pos[9:]}
-    return pre / DATASET_NAME, split
+    return pre / name, split
 
 
 try:
@@ -92,6 +104,11 @@ try:
     def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
         """(preprocessed dataset folder, split) of the tiny dataset, built once per session."""
         return build_tiny_dataset(tmp_path_factory.mktemp("tiny_nnunet"))
+
+    @pytest.fixture(scope="session")
+    def tiny_artery_dataset(tmp_path_factory) -> tuple[Path, dict]:
+        """(preprocessed dataset folder, split) of the tiny dataset with artery labels 1-4, built once per session."""
+        return build_tiny_dataset(tmp_path_factory.mktemp("tiny_arteries"), arteries=True)
 except ImportError:  # pragma: no cover - used outside pytest
     pass
 

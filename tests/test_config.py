@@ -36,6 +36,7 @@ def test_demo_config_is_valid_and_defaults_are_filled():
         (lambda c: c["splits"].update(labeled_ratios=[0.0]), "labeled_ratios"),
         (lambda c: c["dataset"].update(name="bad name"), "bad name"),
         (lambda c: c["preprocess"]["hu_window"].update(levle=100), "levle"),
+        (lambda c: c["preprocess"].update(labels="artery"), "artery"),
     ],
 )
 def test_schema_rejects_bad_configs_naming_the_key(edit, needle):

@@ -48,3 +48,22 @@ def test_evaluate_files_adds_artery_columns_only_when_asked(tmp_path):
     assert row["agatston_ref_lad"] + row["agatston_ref_rca"] == pytest.approx(row["agatston_ref"])
     parts = sum(row[f"agatston_pred_in_{a}"] for a in ("lm", "lad", "lcx", "rca")) + row["agatston_pred_outside"]
     assert parts == pytest.approx(row["agatston_pred"])
+
+
+def test_evaluate_files_with_an_artery_model(tmp_path):
+    """Predictions that label arteries (preprocess.labels: arteries): per-artery agreement next to the
+    reference-split columns; the ``arteries`` option does not reach the Agatston scorer."""
+    hu, pred, ref = _case()
+    for name, arr in (("ct", hu), ("ref", ref), ("pred", pred)):
+        write_volume(tmp_path / f"{name}.nii.gz", arr, spacing=(1.0, 1.0, 3.0))
+    case = CaseFiles("a", tmp_path / "ct.nii.gz", tmp_path / "ref.nii.gz", tmp_path / "pred.nii.gz")
+    arteries = {1: "LM", 2: "LAD", 3: "LCX", 4: "RCA"}
+    row = evaluate_files([case], EvaluationOptions(per_artery=True, arteries=arteries)).iloc[0]
+    assert row["agatston_LAD_ref"] == pytest.approx(row["agatston_ref_lad"])
+    assert row["n_vessels_ref"] == 2 and "n_vessels_pred" in row
+
+
+@pytest.mark.parametrize("bad", [{0: "LM"}, {"1": "LM"}, {1: 2}, ["LM"]])
+def test_arteries_option_is_checked(bad):
+    with pytest.raises(ValueError, match="arteries must map label values > 0 to artery names"):
+        EvaluationOptions(arteries=bad)

@@ -116,3 +116,61 @@ def test_check_finite():
     L.check_finite(torch.tensor(1.0), "x")
     with pytest.raises(FloatingPointError, match="seg"):
         L.check_finite(torch.tensor(float("nan")), "seg")
+
+
+# ----- K classes: binary calcium (K = 2) or the four arteries (K = 5) -----
+def _binary_reference(logits, target, mask, smooth=1e-5):
+    """The binary formulas as they were written before K classes: p = softmax[:, 1], g = target == 1."""
+    p = torch.softmax(logits.float(), 1)[:, 1]
+    g = target == 1
+    if mask is not None:
+        p, g = p * mask.float(), g & mask
+    p, g = p.flatten(1), g.float().flatten(1)
+    dice = (2 * (p * g).sum(1) + smooth) / (p.sum(1) + g.sum(1) + smooth)
+    return torch.softmax(logits.float(), 1)[:, 1] * (1 if mask is None else mask.float()), 1 - dice
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_two_classes_are_the_binary_formulas(gated):
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 2, 5, 6, generator=gen) * 3
+    target = (torch.rand(3, 2, 5, 6, generator=gen) > 0.7).long()
+    mask = torch.rand(3, 2, 5, 6, generator=gen) > 0.4 if gated else None
+    p_ref, dice_ref = _binary_reference(logits, target, mask)
+    assert torch.equal(L.calcium_probability(logits, mask), p_ref)
+    w = torch.tensor([1.0, 0.5, 0.2])
+    assert torch.equal(L.weighted_soft_dice(logits, target, w, mask=mask), L.weighted_mean(dice_ref, w))
+
+
+def test_calcium_probability_is_one_minus_background():
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 5, 2, 3, 4, generator=gen) * 2
+    p_bg = torch.softmax(logits, 1)[:, 0]
+    assert torch.allclose(L.calcium_probability(logits), 1 - p_bg, atol=1e-6)
+    assert torch.allclose(L.soft_calcium_amount(logits), (1 - p_bg).flatten(1).sum(1), atol=1e-5)
+    mask = torch.zeros(2, 2, 3, 4, dtype=torch.bool)
+    mask[:, 0] = True
+    assert torch.allclose(L.calcium_probability(logits, mask), (1 - p_bg) * mask, atol=1e-6)
+
+
+def _logits_from_class_probs(p: torch.Tensor) -> torch.Tensor:
+    """Logits (B, K, ...) whose softmax is p (B, K, ...)."""
+    return torch.log(p)
+
+
+def test_five_class_dice_averages_the_artery_classes():
+    # one sample, 2 voxels; voxel 0 is LAD (2), voxel 1 background; probabilities over (bg, LM, LAD, LCX, RCA)
+    p = torch.tensor([[0.1, 0.1, 0.6, 0.1, 0.1], [0.6, 0.1, 0.1, 0.1, 0.1]]).T.reshape(1, 5, 1, 1, 2)
+    target = torch.tensor([[[[2, 0]]]])
+    s = 1e-5
+    lad = (2 * 0.6 + s) / (0.7 + 1 + s)
+    absent = s / (0.2 + s)  # LM, LCX, RCA: not in the target, 0.1 predicted on each voxel
+    expect = 1 - (lad + 3 * absent) / 4
+    got = L.weighted_soft_dice(_logits_from_class_probs(p), target)
+    assert got.item() == pytest.approx(expect, rel=1e-5)
+    # a prediction of the wrong artery is a Dice error although the calcium is found
+    wrong = torch.tensor([[0.1, 0.1, 0.1, 0.6, 0.1], [0.6, 0.1, 0.1, 0.1, 0.1]]).T.reshape(1, 5, 1, 1, 2)
+    assert L.weighted_soft_dice(_logits_from_class_probs(wrong), target).item() > got.item()
+    # CE over all five classes: -(log 0.6 + log 0.6) / 2
+    assert L.weighted_ce(_logits_from_class_probs(p), target).item() == pytest.approx(-math.log(0.6), rel=1e-5)
+    assert L.soft_calcium_amount(_logits_from_class_probs(p)).item() == pytest.approx(0.9 + 0.4, rel=1e-5)

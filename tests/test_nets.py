@@ -57,6 +57,13 @@ def test_fg_prior_sets_head_bias():
     assert net.head.bias[1].item() == pytest.approx(math.log(0.01 / 0.99))
 
 
+def test_fg_prior_is_split_over_the_artery_classes():
+    net = build_network("tiny", num_classes=5, fg_prior=0.02)
+    assert net.head.bias[0].item() == 0.0
+    p = torch.softmax(net.head.bias.detach(), 0)  # the untrained head's class probabilities (zero features)
+    assert p[0].item() == pytest.approx(0.98) and p[1:].tolist() == pytest.approx([0.005] * 4)
+
+
 def test_without_score_head_score_is_zero_and_no_transformer():
     net = build_network("tiny", use_score_head=False)
     assert not hasattr(net, "connections")

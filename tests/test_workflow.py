@@ -187,3 +187,63 @@ def test_synthetic_option_typo_stops_the_workflow(tmp_path):
     proc = _run(work, "-n")
     assert proc.returncode != 0
     assert "dataset.synthetic" in proc.stdout + proc.stderr and "n_case" in proc.stdout + proc.stderr
+
+
+def test_label_mode_reruns_the_export_only_when_it_changes(tmp_path):
+    """preprocess.labels: binary (the default, set or not) keeps the raw export's params; arteries re-exports
+    (and so retrains everything downstream) with labels 1-4 kept."""
+    work = tmp_path / "work"
+    cfg = {
+        "dataset": {"name": "synthetic", "source": "synthetic", "nnunet_id": 501,
+                    "synthetic": SYNTH | {"n_cases": 4, "shape_zyx": [8, 64, 64]}},
+        "preprocess": PREPROCESS,
+        "splits": SPLITS,
+    }  # fmt: skip
+    _write_config(work, cfg)
+    raw = work / "results" / "nnunet" / "raw" / "Dataset501_synthetic"
+    first = _run(work, str(raw.relative_to(work)))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert json.loads((raw / "dataset.json").read_text())["labels"] == {"background": 0, "calcium": 1}
+    _write_config(work, cfg | {"preprocess": PREPROCESS | {"labels": "binary"}})
+    same = _run(work, "-n", str(raw.relative_to(work)))
+    assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr, same.stdout[-2000:]
+    _write_config(work, cfg | {"preprocess": PREPROCESS | {"labels": "arteries"}})
+    again = _run(work, str(raw.relative_to(work)))
+    assert again.returncode == 0 and "nnunet_raw" in again.stdout + again.stderr, again.stderr[-3000:]
+    labels = json.loads((raw / "dataset.json").read_text())["labels"]
+    assert labels == {"background": 0, "LM": 1, "LAD": 2, "LCX": 3, "RCA": 4}
+
+
+@pytest.mark.slow
+def test_artery_demo_workflow_end_to_end(tmp_path):
+    """preprocess.labels: arteries through the whole demo path: a 5-output model, artery masks and per-artery
+    scores from predict, per-artery agreement from evaluate."""
+    import pandas as pd
+    import torch
+
+    work = tmp_path / "work"
+    _write_config(
+        work,
+        {
+            "dataset": {"name": "synthetic", "source": "synthetic", "nnunet_id": 501, "synthetic": SYNTH},
+            "preprocess": PREPROCESS | {"labels": "arteries"},
+            "splits": SPLITS | {"folds": [0], "labeled_ratios": [0.5]},
+            "training": TRAINING,
+            "experiments": {"s2cac": {}},
+            "predict": {"device": "cpu"},
+            "evaluate": {"bootstrap": 200},
+        },
+    )
+    proc = _run(work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = "synthetic/s2cac/labeled50/fold0/seed0"
+    ckpt = torch.load(work / "results" / "models" / run / "checkpoint_final.pth", weights_only=True)
+    assert ckpt["network_kwargs"]["num_classes"] == 5
+    scores = pd.read_csv(work / "results" / "predict" / run / "scores.csv")
+    assert {"agatston_LM", "agatston_LAD", "agatston_LCX", "agatston_RCA", "n_vessels"} <= set(scores.columns)
+    assert scores["n_vessels"].notna().all()
+    ev = work / "results" / "evaluate" / run
+    per_case = pd.read_csv(ev / "per_case.csv")
+    assert {"agatston_LAD_pred", "agatston_LAD_ref", "n_vessels_pred", "n_vessels_ref"} <= set(per_case.columns)
+    summary = json.loads((ev / "summary.json").read_text())
+    assert set(summary["per_artery"]) == {"LM", "LAD", "LCX", "RCA", "n_vessels"}

@@ -34,6 +34,8 @@ class EvaluationOptions:
         mass_calibration: calibration factor (mg HA/cm^3 per HU) for the mass score; None = no mass.
         lesion_connectivity: 3D connectivity of lesions for the detection metrics (6, 18 or 26).
         per_artery: the references label arteries (1 LM, 2 LAD, 3 LCX, 4 RCA): add per-artery Agatston columns.
+        arteries: {label value: artery name} when the predictions too label arteries (an artery model): per-artery
+            Agatston of prediction and reference and vessel counts; None for binary calcium masks.
     """
 
     threshold_hu: float = _SCORE_DEFAULTS["threshold_hu"]
@@ -42,6 +44,7 @@ class EvaluationOptions:
     mass_calibration: float | None = _SCORE_DEFAULTS["mass_calibration"]
     lesion_connectivity: int = 26
     per_artery: bool = False
+    arteries: Mapping[int, str] | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -69,6 +72,14 @@ class EvaluationOptions:
             f"lesion_connectivity must be one of {LESION_CONNECTIVITIES}, got {self.lesion_connectivity!r}",
         )
         need(isinstance(self.per_artery, bool), f"per_artery must be true or false, got {self.per_artery!r}")
+        need(
+            self.arteries is None
+            or (
+                isinstance(self.arteries, Mapping)
+                and all(isinstance(k, int) and k > 0 and isinstance(v, str) for k, v in self.arteries.items())
+            ),
+            f"arteries must map label values > 0 to artery names, got {self.arteries!r}",
+        )
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> EvaluationOptions:

@@ -86,7 +86,8 @@ def evaluate_files(
 ) -> pd.DataFrame:
     """Per-case table (one row per case, ``case_id`` first) of :func:`evaluate_case` on files; with
     ``options.per_artery`` (the references label 1 LM, 2 LAD, 3 LCX, 4 RCA) also the columns of
-    :func:`s2cac.evaluation.arteries.artery_scores`.
+    :func:`s2cac.evaluation.arteries.artery_scores`. ``options.arteries`` (predictions of an artery model) reaches
+    :func:`evaluate_case`: per-artery Agatston of prediction and reference, vessel counts.
 
     Args:
         cases: the files of each case.
@@ -103,7 +104,13 @@ def evaluate_files(
         ref, _ = read_label_map(case.reference, geom, geometry_tol, copy=False)
         pred, _ = read_label_map(case.prediction, geom, geometry_tol, copy=False)
         row = evaluate_case(
-            hu, pred, ref, geom.spacing_zyx, lesion_connectivity=options.lesion_connectivity, **score_options
+            hu,
+            pred,
+            ref,
+            geom.spacing_zyx,
+            lesion_connectivity=options.lesion_connectivity,
+            arteries=dict(options.arteries) if options.arteries else None,
+            **score_options,
         )
         rows.append({"case_id": case.case_id, **row})
         if options.per_artery:

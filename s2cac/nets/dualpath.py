@@ -104,8 +104,10 @@ class DualPathNet(nn.Module):
         ff_dim: feed-forward width of the transformer encoder layers.
         dropout: transformer dropout.
         memory_init: initial value of every memory entry.
-        fg_prior: if given (0 < p < 1), the calcium logit's bias starts at log(p / (1 - p)) and the background
-            bias at 0, so the untrained network predicts the prior instead of 50 % calcium.
+        fg_prior: if given (0 < p < 1), the untrained network predicts calcium with probability p instead of
+            (K - 1) / K: the background bias starts at 0 and each of the K - 1 calcium logits' biases at
+            log(p / ((K - 1)(1 - p))), which splits p evenly over the calcium classes (arteries); for K = 2 this
+            is log(p / (1 - p)).
         use_score_head: build the transformer path and score head; if False, ``forward`` returns a zero score.
         pool_kernel: (z, y, x) kernel of the max-pool after the stem (odd sizes; padding kernel // 2, stride
             (1, 2, 2), so shapes do not depend on it). The authors' released network uses (3, 3, 3).
@@ -215,7 +217,8 @@ class DualPathNet(nn.Module):
         if fg_prior is not None:
             with torch.no_grad():
                 self.head.bias.zero_()
-                self.head.bias[1:] = math.log(fg_prior / (1.0 - fg_prior))
+                k = self.head.bias.numel() - 1  # calcium classes
+                self.head.bias[1:] = math.log(fg_prior / (k * (1.0 - fg_prior)))
 
     def check_patch(self, spatial: Sequence[int]) -> None:
         """Raise ValueError unless a (Z, Y, X) patch fits: Y and X divisible by the total in-plane stride."""

@@ -43,8 +43,9 @@ class PatchLoader(nnUNetDataLoader):
     excluded so these are the hard negatives: bone, aortic and valve calcification, metal), or anywhere.
 
     Batch dict: ``data`` (B, C, Z, Y, X) float32, ``target`` (B, 1, Z, Y, X) int16 (None when
-    ``read_labels`` is False), ``keys``, ``fg_seen`` (B,) label-1 voxels in the patch the network sees (after
-    augmentation) and ``fg_crop`` (B,) label-1 voxels in the original code's larger crop (METHOD.md defect 2:
+    ``read_labels`` is False), ``keys``, ``fg_seen`` (B,) calcium voxels (any label > 0: binary calcium or an
+    artery) in the patch the network sees (after augmentation) and ``fg_crop`` (B,) calcium voxels in the original
+    code's larger crop (METHOD.md defect 2:
     the whole z range of the case over the in-plane extent of the crop before augmentation; 0 unless
     ``count_whole_z``, since only ``faithful_score_crop`` uses it).
     """
@@ -81,11 +82,12 @@ class PatchLoader(nnUNetDataLoader):
         self._candidates: dict[str, np.ndarray] = {}
 
     def candidate_locations(self, key: str, data, seg) -> np.ndarray:
-        """(N, 4) (channel, z, y, x) voxels >= ``candidate_level`` that are not calcium (cached per case)."""
+        """(N, 4) (channel, z, y, x) voxels >= ``candidate_level`` that are not calcium (no label > 0; cached per
+        case)."""
         if key not in self._candidates:
             mask = np.asarray(data[0]) >= self.candidate_level
             if seg is not None and self.candidates_use_labels:
-                mask &= np.asarray(seg[0]) != 1
+                mask &= np.asarray(seg[0]) <= 0  # calcium is any label > 0 (arteries 1-4)
             coords = np.argwhere(mask)
             if len(coords) > MAX_CANDIDATES:  # a fixed, even subsample keeps memory bounded on big scans
                 coords = coords[np.linspace(0, len(coords) - 1, MAX_CANDIDATES).astype(np.int64)]
@@ -118,7 +120,7 @@ class PatchLoader(nnUNetDataLoader):
                     label = torch.from_numpy(crop_and_pad_nd(seg, bbox, -1, cast_cropped_to=np.int16)).to(torch.int16)
                     if self.count_whole_z:
                         big = [[0, seg.shape[1]], *bbox[1:]]  # the authors' crop: every slice of the case
-                        crop.append(int((crop_and_pad_nd(seg, big, -1) == 1).sum()))
+                        crop.append(int((crop_and_pad_nd(seg, big, -1) > 0).sum()))
                     else:
                         crop.append(0)
                 else:
@@ -127,7 +129,7 @@ class PatchLoader(nnUNetDataLoader):
                 if self.transforms is not None:
                     out = self.transforms(image=image, segmentation=label)
                     image, label = out["image"], out["segmentation"]
-                seen.append(int((label == 1).sum()))
+                seen.append(int((label > 0).sum()))
                 images.append(image)
                 segs.append(label)
         return {

@@ -1,7 +1,10 @@
 """Loss terms of S2CAC (docs/training.md, "Losses"), per-sample weighted so that negative sample boosting can
 scale them.
 
-Shapes: logits (B, 2, Z, Y, X), targets (B, Z, Y, X) with values {0, 1}, scores and weights (B,).
+Shapes: logits (B, K, Z, Y, X), targets (B, Z, Y, X) with values 0..K-1, scores and weights (B,). K = 2 is the
+paper's binary calcium; K = 5 holds the arteries (1 LM, 2 LAD, 3 LCX, 4 RCA). Every class but the background is
+calcium: the calcium probability is 1 - p(background) and the soft Dice averages the calcium classes, so for
+K = 2 every term is the binary formula.
 Reductions are weighted means over the batch: sum_i w_i l_i / B (default) or sum_i w_i l_i / sum_i w_i
 (the authors' normalisation). With candidate gating the calcium probability is 0 wherever a mask is False
 (below the Agatston threshold), exactly as the exported mask is.
@@ -46,8 +49,9 @@ def _gate(target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 def calcium_probability(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Softmax calcium probability (B, Z, Y, X) in float32; 0 where ``mask`` (B, Z, Y, X) is False (gated)."""
-    p = torch.softmax(logits.float(), dim=1)[:, 1]
+    """Softmax calcium probability 1 - p(background) (B, Z, Y, X) in float32; 0 where ``mask`` (B, Z, Y, X) is
+    False (gated). Summed over the calcium classes 1..K-1 (for K = 2 exactly p(calcium))."""
+    p = torch.softmax(logits.float(), dim=1)[:, 1:].sum(1)
     return p if mask is None else p * mask.float()
 
 
@@ -80,14 +84,20 @@ def weighted_soft_dice(
     mask: torch.Tensor | None = None,
     normalization: str = "batch",
 ) -> torch.Tensor:
-    """Foreground soft Dice loss per sample, 1 - (2 sum(p g) + s) / (sum p + sum g + s), then weighted mean.
+    """Foreground soft Dice loss per sample, 1 - mean_k (2 sum(p_k g_k) + s) / (sum p_k + sum g_k + s) over the
+    calcium classes k = 1..K-1 (for K = 2 the binary calcium Dice), then the weighted mean over samples.
 
-    With a ``mask`` both p and g are 0 outside it (the gated output).
+    With a ``mask`` both p and g are 0 outside it (the gated output). A class absent from a sample's target
+    scores s / (sum p_k + s), as a calcium-free patch does in the binary case.
     """
-    p = calcium_probability(logits, mask).flatten(1)
-    g = (_gate(target, mask) == 1).float().flatten(1)
-    dice = (2 * (p * g).sum(1) + smooth) / (p.sum(1) + g.sum(1) + smooth)
-    return weighted_mean(1.0 - dice, weights, normalization)
+    p = torch.softmax(logits.float(), dim=1)[:, 1:].flatten(2)  # (B, K-1, V)
+    if mask is not None:
+        p = p * mask.float().flatten(1).unsqueeze(1)
+    t = _gate(target, mask).flatten(1)
+    classes = torch.arange(1, logits.shape[1], device=t.device).view(1, -1, 1)
+    g = (t.unsqueeze(1) == classes).float()
+    dice = (2 * (p * g).sum(2) + smooth) / (p.sum(2) + g.sum(2) + smooth)  # (B, K-1)
+    return weighted_mean(1.0 - dice.mean(1), weights, normalization)
 
 
 def weighted_l1(
@@ -158,7 +168,7 @@ def s2cac_loss_terms(
     """The four S2CAC loss terms and their total (docs/training.md, "Losses").
 
     Args:
-        sup_logits: student logits of the labeled + negative patches (Bs, 2, Z, Y, X).
+        sup_logits: student logits of the labeled + negative patches (Bs, K, Z, Y, X).
         sup_target: their labels (Bs, Z, Y, X).
         sup_amount: their true calcium amount in the score's voxel units (Bs,) (see :func:`to_score_space`).
         sup_weights: NSB weight per supervised patch (Bs,).

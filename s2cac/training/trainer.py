@@ -137,14 +137,15 @@ class S2CACTrainer(nnUNetTrainer):
         return net
 
     def _measure_fg_prior(self) -> float | None:
-        """Calcium voxel fraction of the labeled training cases (their labels only), clipped to [1e-5, 0.5]."""
+        """Calcium voxel fraction (any label > 0) of the labeled training cases (their labels only), clipped to
+        [1e-5, 0.5]; the network splits it evenly over its calcium classes (``fg_prior``)."""
         ds = infer_dataset_class(self.preprocessed_dataset_folder)(
             self.preprocessed_dataset_folder, self.split["labeled"]
         )
         fg = total = 0
         for key in self.split["labeled"]:
             seg = np.asarray(ds.load_case(key)[1][:])
-            fg, total = fg + int((seg == 1).sum()), total + seg.size
+            fg, total = fg + int((seg > 0).sum()), total + seg.size
         return float(np.clip(fg / total, 1e-5, 0.5)) if fg > 0 else None
 
     def initialize(self) -> None:

@@ -10,6 +10,11 @@ DATASET = config["dataset"]["name"]
 NNUNET_FOLDER = f"Dataset{int(config['dataset']['nnunet_id']):03d}_{DATASET}"
 REPO = Path(workflow.basedir)
 SPLITS = config["splits"]
+# What the network learns: binary calcium (the paper's) or the four arteries (1 LM, 2 LAD, 3 LCX, 4 RCA). Only a
+# non-default mode becomes a rule param (LABEL_PARAMS), so binary configurations keep the params they had before
+# the option existed and adding it re-ran nothing.
+LABELS = config["preprocess"]["labels"]
+LABEL_PARAMS = {"labels": LABELS} if LABELS != "binary" else {}
 
 
 sys.path.insert(0, str(REPO))  # the workflow imports s2cac (config checks, path tags, stage versions)

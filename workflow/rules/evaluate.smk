@@ -23,6 +23,7 @@ rule evaluate:
         options=config["evaluate"],
         version=STAGE_VERSIONS["evaluate"],
         threshold_hu=config["predict"]["threshold_hu"],  # one threshold: the masks were cut at it, scores use it
+        **LABEL_PARAMS,  # labels: arteries -> per-artery agreement of predicted and reference arteries
     log:
         "logs/evaluate/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:

@@ -1,4 +1,5 @@
-# Stage 2: nnU-Net v2 raw dataset (HU-windowed images, binary labels) and nnU-Net's own preprocessing.
+# Stage 2: nnU-Net v2 raw dataset (HU-windowed images; binary calcium labels, or the four arteries with
+# preprocess.labels: arteries) and nnU-Net's own preprocessing.
 
 
 rule nnunet_raw:
@@ -9,6 +10,7 @@ rule nnunet_raw:
     params:
         window=config["preprocess"]["hu_window"],
         version=STAGE_VERSIONS["nnunet_raw"],
+        **LABEL_PARAMS,  # labels: arteries (absent for binary)
     log:
         "logs/nnunet_raw/Dataset{id}_{dataset}.log",
     benchmark:

@@ -10,6 +10,7 @@ from s2cac.runlog import logged
 
 with logged(snakemake.log[0]):
     from s2cac.atomic import atomic_dir
+    from s2cac.data.nnunet_raw import LABELS
     from s2cac.data.splits import read_test_cases
     from s2cac.evaluation.options import EvaluationOptions
     from s2cac.evaluation.run import CaseFiles, evaluate
@@ -23,6 +24,8 @@ with logged(snakemake.log[0]):
     opts = dict(snakemake.params.options)
     n_boot, seed = opts.pop("bootstrap"), opts.pop("seed")
     # one threshold: the masks were cut at predict.threshold_hu, and they are scored with it
+    if getattr(snakemake.params, "labels", "binary") == "arteries":  # both maps label arteries: per-artery agreement
+        opts["arteries"] = {v: name for name, v in LABELS["arteries"].items() if v != 0}
     options = EvaluationOptions.from_mapping({**opts, "threshold_hu": snakemake.params.threshold_hu})
     out = Path(snakemake.output.summary).parent
     with atomic_dir(out) as tmp:

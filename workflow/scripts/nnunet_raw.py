@@ -1,4 +1,4 @@
-"""Rule nnunet_raw: case sheet -> nnU-Net v2 raw dataset (HU-windowed uint8 images, binary labels)."""
+"""Rule nnunet_raw: case sheet -> nnU-Net v2 raw dataset (HU-windowed uint8 images; binary or artery labels)."""
 
 import sys
 from pathlib import Path
@@ -19,4 +19,5 @@ with logged(snakemake.log[0]):
         snakemake.wildcards.dataset,
         window=HUWindow(**snakemake.params.window),
         threads=snakemake.threads,
+        label_mode=getattr(snakemake.params, "labels", "binary"),  # a param only when not binary
     )
