@@ -19,7 +19,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "nnunet_raw": 1,
     "nnunet_preprocess": 1,
     "splits": 1,
-    "train": 1,
+    "train": 2,  # 2: tiny's full-resolution decoder block uses (1, 3, 3) kernels (fullres_kernel)
     "predict": 1,
     "evaluate": 2,  # 2: summary.json records every evaluation option (EvaluationOptions), not only those given
     "heart_regions": 1,
