@@ -70,7 +70,8 @@ if PAPER is not None:
             paper_targets(),
         localrule: True
 
-    for _name in experiments_of(PAPER):
+    # every experiment of the config, also one the paper plan does not compare (e.g. an ablation outside training.run)
+    for _name in dict.fromkeys([*experiments_of(PAPER), *EXPERIMENTS]):
 
         rule:
             # `snakemake --cores all experiment_<name>`: one experiment's trainings, predictions, evaluations
