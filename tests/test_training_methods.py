@@ -215,3 +215,18 @@ def test_uamt_step_masks_consistency_by_teacher_uncertainty(tiny_dataset, tmp_pa
     _check_student_moved_by_its_gradient(tr2, student0)
     _check_teacher_moved_by_ema_only(tr2, student0, teacher0)
     assert out["score"] == out["sdc"] == 0.0
+
+
+def test_uamt_trains_end_to_end_and_releases_the_teacher(tiny_dataset, tmp_path):  # noqa: F811
+    from s2cac.training.checkpoint import load_safe
+    from s2cac.training.run import train_model
+
+    pre, split = tiny_dataset
+    cfg = MethodConfig.from_dict({**TEST_CONFIG, "method": "uamt", "uamt_passes": 2, "epochs": 2,
+                                  "iterations_per_epoch": 2, "val_iterations": 1})  # fmt: skip
+    assert train_model(pre, split, cfg, tmp_path / "m")["status"] == "trained"
+    ckpt = load_safe(tmp_path / "m" / "checkpoint_final.pth")
+    assert (ckpt["trainer_name"], ckpt["method"], ckpt["released_network"]) == ("UAMTTrainer", "uamt", "teacher")
+    assert ckpt["method_config"]["method"] == "uamt" and ckpt["teacher_weights"] is not None
+    assert all(torch.equal(ckpt["network_weights"][k], v) for k, v in ckpt["teacher_weights"].items())
+    assert train_model(pre, split, cfg, tmp_path / "m")["status"] == "already_done"
