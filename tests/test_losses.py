@@ -174,3 +174,10 @@ def test_five_class_dice_averages_the_artery_classes():
     # CE over all five classes: -(log 0.6 + log 0.6) / 2
     assert L.weighted_ce(_logits_from_class_probs(p), target).item() == pytest.approx(-math.log(0.6), rel=1e-5)
     assert L.soft_calcium_amount(_logits_from_class_probs(p)).item() == pytest.approx(0.9 + 0.4, rel=1e-5)
+
+
+def test_predictive_entropy_hand_computed():
+    p = torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.9, 0.1]]).T.reshape(1, 2, 1, 1, 3)  # (B, K=2, Z, Y, X=3)
+    h = L.predictive_entropy(p, eps=0.0 + 1e-12)
+    expect = [math.log(2), 0.0, -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))]
+    assert h.shape == (1, 1, 1, 3) and h.flatten().tolist() == pytest.approx(expect, abs=1e-6)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from s2cac.training.config import MethodConfig, load_method_config
-from s2cac.training.schedules import consistency_weight, ema_alpha, ema_update, nsb_weight
+from s2cac.training.schedules import consistency_weight, ema_alpha, ema_update, nsb_weight, uncertainty_threshold
 
 
 def test_consistency_ramp_known_points():
@@ -88,3 +88,11 @@ def test_load_experiment_then_config_override(tmp_path):
     assert c.network == "tiny" and c.epochs == 3 and c.nsb.a == 0.5 and c.nsb.tau == 10
     with pytest.raises(ValueError, match="no experiment 'nope'"):
         load_method_config(None, "nope", exp)
+
+
+def test_uamt_threshold_ramp_known_points():
+    """Yu et al.: (0.75 + 0.25 exp(-5 (1 - t/T)^2)) ln 2 for two classes, ln K in general."""
+    assert uncertainty_threshold(0, 100, 0.75, 1.0, 2) == pytest.approx((0.75 + 0.25 * math.exp(-5)) * math.log(2))
+    assert uncertainty_threshold(50, 100, 0.75, 1.0, 2) == pytest.approx((0.75 + 0.25 * math.exp(-1.25)) * math.log(2))
+    assert uncertainty_threshold(100, 100, 0.75, 1.0, 5) == pytest.approx(math.log(5))
+    assert uncertainty_threshold(500, 100, 0.75, 1.0, 2) == pytest.approx(math.log(2))  # after T: the end value

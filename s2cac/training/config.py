@@ -6,6 +6,7 @@ The workflow's ``config.yaml`` has an ``experiments:`` mapping of name -> a mapp
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -23,11 +24,56 @@ AUGMENTATIONS = ("none", "light", "nnunet")
 EXECUTION_KEYS = ("data_workers",)
 
 
+#: Training methods, each one trainer class (s2cac.training.methods): ``method:`` in an experiment picks it.
+METHODS = ("supervised", "mean_teacher", "s2cac", "uamt")
+
+#: What ``method: NAME`` sets before the experiment's own keys (which win): the published form of each baseline.
+#: The switches stay ablation switches of the classes that honour them (docs/training.md, "Methods").
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    "supervised": {
+        "use_teacher": False,
+        "use_score_head": False,
+        "score_consistency": False,
+        "use_negatives": False,
+        "nsb": {"enabled": False},
+    },
+    "mean_teacher": {
+        "use_score_head": False,
+        "score_consistency": False,
+        "use_negatives": False,
+        "nsb": {"enabled": False},
+    },
+    "s2cac": {},
+    "uamt": {"use_score_head": False, "score_consistency": False, "use_negatives": False, "nsb": {"enabled": False}},
+}
+
+
+def infer_method(use_teacher: bool, use_score_head: bool, score_consistency: bool) -> str:
+    """The method of a config without ``method:`` (every config written before the key existed): no teacher ->
+    ``supervised``; a teacher without score head and scoring-driven consistency -> ``mean_teacher``; else ``s2cac``.
+    """
+    if not use_teacher:
+        return "supervised"
+    return "s2cac" if (use_score_head or score_consistency) else "mean_teacher"
+
+
 def same_method(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two resolved method configs (``to_dict()``) describe the same training, execution keys aside."""
-    return {k: v for k, v in a.items() if k not in EXECUTION_KEYS} == {
-        k: v for k, v in b.items() if k not in EXECUTION_KEYS
-    }
+    """Whether two resolved method configs (``to_dict()``) describe the same training, execution keys aside.
+
+    A key missing from one of them (a checkpoint written before the key existed) counts as its default, which by
+    design keeps the behaviour the key did not have yet; ``method`` is compared as resolved (``null`` = inferred).
+    """
+    return _comparable(a) == _comparable(b)
+
+
+def _comparable(d: dict[str, Any]) -> dict[str, Any]:
+    defaults = MethodConfig().to_dict()
+    out = {**defaults, **d}
+    if isinstance(d.get("nsb"), dict):
+        out["nsb"] = {**defaults["nsb"], **d["nsb"]}
+    if out.get("method") is None:
+        out["method"] = infer_method(out["use_teacher"], out["use_score_head"], out["score_consistency"])
+    return {k: v for k, v in out.items() if k not in EXECUTION_KEYS}
 
 
 #: The authors' training procedure (their released code and config), switch by switch: every value that differs
@@ -72,7 +118,8 @@ class NSBConfig:
 class MethodConfig:
     """Every switch of the trainer. Defaults = S2CAC with the original code's defects fixed (docs/training.md)."""
 
-    # --- method switches (baselines / ablations) ---
+    # --- the method (a trainer class) and its switches (baselines / ablations) ---
+    method: str | None = None  # one of METHODS; None = inferred from the three switches below (infer_method)
     use_teacher: bool = True  # Mean Teacher with unlabeled patches; False = supervised only
     use_score_head: bool = True  # transformer path + score regression (term 2)
     score_consistency: bool = True  # term 4: soft calcium amount vs teacher score / true amount
@@ -113,6 +160,10 @@ class MethodConfig:
     teacher_mode: str = "eval"  # "eval" (running statistics, no dropout) | "train" (authors: batch statistics)
     teacher_noise_sigma_hu: float = 20.0  # teacher input noise clamp(N(0, sigma^2), +-clip), in HU
     teacher_noise_clip_hu: float = 40.0  # (authors: 0.1 and 0.2 on the 0..255 window scale = 0.333, 0.667 HU)
+    # --- uncertainty-aware Mean Teacher (method uamt; Yu et al., MICCAI 2019) ---
+    uamt_passes: int = 8  # noisy teacher passes whose mean prediction's entropy is the uncertainty
+    uamt_threshold_start: float = 0.75  # consistency only where entropy < threshold x ln(K), ramped from start ...
+    uamt_threshold_end: float = 1.0  # ... to end over the whole training with exp(-5 (1 - t/T)^2)
     # --- losses ---
     loss_normalization: str = "batch"  # weighted means: sum(w l) / B ("batch") or / sum(w) ("weights", authors)
     loss_weighting: str = "none"  # "none" | "dwa" (Dynamic Weight Average of the four terms; authors: off)
@@ -145,6 +196,21 @@ class MethodConfig:
             if not cond:
                 raise ValueError(f"MethodConfig: {msg}")
 
+        need(self.method is None or self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}")
+        method = self.resolved_method
+        need(
+            (method == "supervised") is (not self.use_teacher),
+            f"method {method} needs use_teacher: {str(method != 'supervised').lower()}",
+        )
+        need(
+            method not in ("mean_teacher", "uamt") or not (self.use_score_head or self.score_consistency),
+            f"method {method} has no score head: set use_score_head and score_consistency to false (or use s2cac)",
+        )
+        need(self.uamt_passes >= 1, f"uamt_passes must be >= 1, got {self.uamt_passes}")
+        need(
+            0.0 <= self.uamt_threshold_start <= 1.0 and 0.0 <= self.uamt_threshold_end <= 1.0,
+            "uamt_threshold_start and uamt_threshold_end are fractions of ln(K): each in [0, 1]",
+        )
         need(self.n_labeled >= 1, f"n_labeled must be >= 1, got {self.n_labeled}")
         need(self.n_negative >= 0 and self.n_unlabeled >= 0, "n_negative and n_unlabeled must be >= 0")
         need(not (self.use_negatives and self.n_negative == 0), "use_negatives needs n_negative >= 1")
@@ -200,6 +266,11 @@ class MethodConfig:
 
     # --- effective values ---
     @property
+    def resolved_method(self) -> str:
+        """``method``, or the one the switches describe when it is not given (:func:`infer_method`)."""
+        return self.method or infer_method(self.use_teacher, self.use_score_head, self.score_consistency)
+
+    @property
     def effective_score_target(self) -> str:
         return "voxel_count" if self.faithful_score_target else self.score_target
 
@@ -218,8 +289,13 @@ class MethodConfig:
     # --- (de)serialisation ---
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> MethodConfig:
-        """Build from a plain mapping; unknown keys (also inside ``nsb``) raise ValueError naming them."""
+        """Build from a plain mapping; unknown keys (also inside ``nsb``) raise ValueError naming them.
+
+        A ``method:`` puts its :data:`METHOD_PRESETS` entry under the mapping (the mapping's own keys win).
+        """
         data = dict(data or {})
+        if data.get("method") in METHOD_PRESETS:
+            data = merge_method_mappings(copy.deepcopy(METHOD_PRESETS[data["method"]]), data)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

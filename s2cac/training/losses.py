@@ -138,6 +138,13 @@ def consistency_mse(
     return (sq * m).sum() / m.sum().clamp_min(1.0)
 
 
+def predictive_entropy(probs: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Voxel uncertainty -sum_k p_k log(p_k + eps) of class probabilities (B, K, Z, Y, X) -> (B, Z, Y, X), in nats
+    (at most ln K)."""
+    p = probs.float()
+    return -(p * torch.log(p + eps)).sum(1)
+
+
 def check_finite(value: torch.Tensor, name: str) -> None:
     """Raise FloatingPointError if a loss term is NaN or infinite."""
     if not math.isfinite(float(value.detach())):

@@ -1,4 +1,5 @@
-"""Schedules of the S2CAC trainer: consistency ramp, negative-sample-boosting weight, EMA teacher update."""
+"""Schedules of the trainers: consistency ramp, negative-sample-boosting weight, EMA teacher update, UA-MT's
+uncertainty threshold."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ def consistency_weight(
         return float(max_weight)
     t = min(iteration // max(1, ramp_step), ramp_length)
     return float(max_weight * math.exp(-5.0 * (1.0 - t / ramp_length) ** 2))
+
+
+def uncertainty_threshold(step: int, total_steps: int, start: float, end: float, num_classes: int) -> float:
+    """UA-MT's entropy threshold (Yu et al. 2019): (start + (end - start) exp(-5 (1 - min(t, T) / T)^2)) ln(K)
+    with t = ``step``, T = ``total_steps`` (the whole training) and K classes (ln K = the largest entropy)."""
+    ramp = math.exp(-5.0 * (1.0 - min(step, total_steps) / max(1, total_steps)) ** 2)
+    return float((start + (end - start) * ramp) * math.log(num_classes))
 
 
 def nsb_weight(epoch: int | float, a: float = _NSB.a, b: float = _NSB.b, tau: float = _NSB.tau) -> float:
