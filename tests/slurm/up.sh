@@ -36,8 +36,12 @@ done
 if ((${#need[@]})); then
   command -v apt-get >/dev/null || { echo "slurm up: missing ${need[*]} and no apt-get" >&2; exit 2; }
   log "apt-get install ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # bounded, so that an unreachable mirror fails instead of hanging; exit 2 = SLURM cannot be provided here
+  # (tests/test_slurm.py then skips with this message rather than failing)
+  timeout 300 apt-get update -qq ||
+    { echo "slurm up: missing ${need[*]} and apt-get update failed (offline?)" >&2; exit 2; }
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+    { echo "slurm up: missing ${need[*]} and apt-get install failed" >&2; exit 2; }
 fi
 if [ -d /run/systemd/system ]; then  # with systemd, apt started the packaged services: not ours, leave them
   log "note: systemd host; the packaged services (if running) are independent of this private cluster"
