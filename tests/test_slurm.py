@@ -334,7 +334,7 @@ def test_training_killed_by_time_limit_resumes_from_its_checkpoint(slurm_env, sl
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(work), "--profile", str(profile),
-             str(model / "checkpoint_final.pth")],
+             str((model / "checkpoint_final.pth").relative_to(work))],  # relative: snakemake matches it to a rule
             env=slurm_env, stdout=fh, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
     try:
@@ -393,11 +393,13 @@ def test_failing_job_names_its_slurm_job_and_logs_then_a_rerun_finishes(slurm_en
     log; after the cause is fixed the same command finishes the work."""
     profile = _test_profile(tmp_path / "profile")
     sheet = cohort.parent / "mine.tsv"  # beside the cohort's images: relative paths resolve there
-    sheet.write_text(cohort.read_text().replace("images/case00.", "images/case99.", 1))  # a missing image
+    # an image that exists (the Snakefile checks that when it is parsed) but is no NIfTI: the import job fails
+    (cohort.parent / "images" / "case99.nii.gz").write_bytes(b"not an image")
+    sheet.write_text(cohort.read_text().replace("images/case00.", "images/case99.", 1))
     work = tmp_path / "work"
     (work / "config").mkdir(parents=True)
     dataset = {"name": "mine", "source": "case_sheet", "nnunet_id": 77, "case_sheet": str(sheet)}
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump({"dataset": dataset}))
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "dataset": dataset}))
     args = ("--profile", str(profile), "--retries", "0", "results/data/mine/cases.tsv")
     failed = _snakemake(work, slurm_env, *args, timeout=600)
     out = failed.stdout + failed.stderr
