@@ -117,7 +117,8 @@ def slurm_env():
         up = _run([str(UP), str(run)], env, timeout=900, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         print(up.stdout, up.stderr)
         if up.returncode == 2:  # no root, or the packages are missing and apt could not install them
-            pytest.skip(f"SLURM test skipped: {up.stderr.strip().splitlines()[-1]}")
+            why = [line for line in up.stderr.splitlines() if line.startswith("slurm up:")] or ["up.sh exit 2"]
+            pytest.skip(f"SLURM test skipped: {why[0]}")
         assert up.returncode == 0, f"tests/slurm/up.sh failed:\n{up.stdout}\n{up.stderr}"
         print(f"[slurm] cluster up in {time.monotonic() - t0:.0f} s")
         yield env
