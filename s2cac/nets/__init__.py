@@ -1,11 +1,16 @@
-"""Networks: the S2CAC dual-path CNN + transformer and its presets."""
+"""Networks: the S2CAC dual-path CNN + transformer and its presets.
+
+:class:`DualPathNet` (torch) is imported on first use, so that checking a config's preset name (the Snakefile does,
+once per job on a cluster) does not import torch.
+"""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from s2cac.nets.dualpath import DualPathNet
+if TYPE_CHECKING:
+    from s2cac.nets.dualpath import DualPathNet
 
 #: Constructor arguments of :class:`DualPathNet` per preset. ``paper`` follows METHOD.md and the authors' released
 #: network (34.5 M parameters); ``tiny`` trains on two CPU cores (about 0.18 M parameters) and keeps the
@@ -41,8 +46,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def __getattr__(name: str) -> Any:
+    if name == "DualPathNet":  # s2cac.nets.DualPathNet, also the class path nnU-Net's plans name
+        from s2cac.nets.dualpath import DualPathNet
+
+        return DualPathNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def build_network(preset: str = "paper", **overrides: Any) -> DualPathNet:
     """Build a :class:`DualPathNet` from a preset name plus constructor overrides (validated)."""
+    from s2cac.nets.dualpath import DualPathNet
+
     if preset not in PRESETS:
         raise ValueError(f"unknown network preset {preset!r}; choose from {sorted(PRESETS)}")
     # the constructor's parameters only (co_varnames would also accept its local variable names)

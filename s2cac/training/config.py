@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
-from s2cac.training.losses import SCORE_TARGETS
 
+# what the score head regresses (s2cac.training.losses); here, not there, so that reading a config (and parsing
+# the Snakefile, once per job on a cluster) does not import torch
+SCORE_TARGETS = ("log1p_volume_mm3", "voxel_count")
 AUGMENTATIONS = ("none", "light", "nnunet")
 
 #: Keys that change how training runs, not what it computes: a checkpoint written with other values of these may

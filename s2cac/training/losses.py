@@ -18,8 +18,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-SCORE_TARGETS = ("log1p_volume_mm3", "voxel_count")
-
+from s2cac.training.config import SCORE_TARGETS  # defined there: the config (and the Snakefile) need no torch
 
 NORMALIZATIONS = ("batch", "weights")
 

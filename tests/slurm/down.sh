@@ -41,7 +41,7 @@ stop slurmd slurmd
 steps=()
 for d in /proc/[0-9]*; do
   [ "$(cat "$d/comm" 2>/dev/null)" = slurmstepd ] || continue
-  tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF" && steps+=("${d#/proc/}")
+  { tr '\0' '\n' <"$d/environ"; } 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF" && steps+=("${d#/proc/}")
 done
 if ((${#steps[@]})); then
   kill -TERM "${steps[@]}" 2>/dev/null

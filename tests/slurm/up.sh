@@ -11,6 +11,8 @@
 # change outside it is the symlink /etc/slurm/slurm.conf -> RUNDIR/slurm.conf (see below; refused if a real
 # slurm.conf is there), removed by down.sh. A site's own munge installation is left alone. The Debian packages
 # munge slurmctld slurmd slurm-client are installed with apt-get when missing (root only).
+# Exit status 2: no cluster can be set up here (not root; packages missing and apt cannot install them; a real
+# /etc/slurm/slurm.conf): tests/test_slurm.py skips with the message. Other failures exit 1.
 # Environment: S2CAC_SLURM_NICE (default 0) is added to the niceness of the daemons and so of every job step.
 set -euo pipefail
 RUN=$(realpath -m "${1:-${S2CAC_SLURM_DIR:-/tmp/s2cac-slurm}}")
@@ -18,7 +20,7 @@ NICE=${S2CAC_SLURM_NICE:-0}
 HERE=$(cd "$(dirname "$0")" && pwd)
 t0=$EPOCHREALTIME
 log() { awk -v a="$t0" -v b="$EPOCHREALTIME" -v m="$*" 'BEGIN{printf "[slurm up %5.1fs] %s\n", b-a, m}'; }
-fail() { echo "slurm up: $*" >&2; "$HERE/down.sh" "$RUN" >&2 || true; exit 1; }
+fail() { echo "slurm up: $*" >&2; "$HERE/down.sh" "$RUN" >&2 || true; exit "${FAIL_CODE:-1}"; }
 
 [ "$(id -u)" = 0 ] || { echo "slurm up: needs root (daemons run as root, packages come from apt)" >&2; exit 2; }
 for d in munged slurmctld slurmd; do
@@ -36,8 +38,12 @@ done
 if ((${#need[@]})); then
   command -v apt-get >/dev/null || { echo "slurm up: missing ${need[*]} and no apt-get" >&2; exit 2; }
   log "apt-get install ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # bounded, so that an unreachable mirror fails instead of hanging; exit 2 = SLURM cannot be provided here
+  # (tests/test_slurm.py then skips with this message rather than failing)
+  timeout 300 apt-get update -qq ||
+    { echo "slurm up: missing ${need[*]} and apt-get update failed (offline?)" >&2; exit 2; }
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+    { echo "slurm up: missing ${need[*]} and apt-get install failed" >&2; exit 2; }
 fi
 if [ -d /run/systemd/system ]; then  # with systemd, apt started the packaged services: not ours, leave them
   log "note: systemd host; the packaged services (if running) are independent of this private cluster"
@@ -131,7 +137,7 @@ export SLURM_CONF=$CONF
 # becomes a symlink to this one, unless it is a real file or belongs to another running test cluster.
 ETC=/etc/slurm/slurm.conf
 if [ -e "$ETC" ] && [ ! -L "$ETC" ]; then
-  fail "$ETC exists (a real SLURM installation?); not replacing it"
+  FAIL_CODE=2 fail "$ETC exists (a real SLURM installation?); not replacing it"
 fi
 if [ -L "$ETC" ]; then
   other=$(dirname "$(readlink "$ETC")")
