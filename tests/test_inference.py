@@ -72,8 +72,9 @@ def _write_dicom_series(hu: np.ndarray, folder: Path, origin=(5.0, -7.0, 30.0)) 
 def model_dir(tmp_path_factory) -> Path:
     """A tiny random model folder whose calcium bias makes it predict some voxels (30 % prior)."""
     torch.manual_seed(0)
-    net = build_network("tiny", fg_prior=0.3)
-    config = {"network": "tiny", "network_overrides": {"fg_prior": 0.3}, "use_score_head": True}
+    net = build_network("tiny", fg_prior=0.3, fullres_kernel=(3, 3, 3))  # the random net the tests were written with
+    overrides = {"fg_prior": 0.3, "fullres_kernel": [3, 3, 3]}
+    config = {"network": "tiny", "network_overrides": overrides, "use_score_head": True}
     out = tmp_path_factory.mktemp("model") / "tiny_model"
     return write_model_folder(out, net.state_dict(), make_plans([8, 64, 64], SPACING), make_dataset_json(), config)
 

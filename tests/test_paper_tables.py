@@ -86,15 +86,15 @@ def test_written_tables_state_the_cohort_and_are_valid_latex(tree) -> None:
     names = {x.name for x in paths}
     for stem in ("main", "ablation", "label_ratio", "wilcoxon"):
         assert {f"{stem}.csv", f"{stem}.md", f"{stem}.tex"} <= names
-        tex = (out / f"{stem}.tex").read_text()
+        tex = (out / f"{stem}.tex").read_text(encoding="utf-8")
         _check_latex(tex)
-        assert "NOT clinical data" in tex and "NOT clinical data" in (out / f"{stem}.md").read_text()
+        assert "NOT clinical data" in tex and "NOT clinical data" in (out / f"{stem}.md").read_text(encoding="utf-8")
         assert (pd.read_csv(out / f"{stem}.csv")["cohort"] == p["cohort"]).all()
     ratio = pd.read_csv(out / "label_ratio.csv")
     assert set(ratio["labeled_pct"].astype(str)) == {"20", "50"} and "s2cac_no_nsb" not in set(ratio["experiment"])
-    ablation = (out / "ablation.md").read_text()
+    ablation = (out / "ablation.md").read_text(encoding="utf-8")
     assert "| s2cac_no_nsb |" in ablation and "supervised" not in ablation
-    head = (out / "headline.txt").read_text()
+    head = (out / "headline.txt").read_text(encoding="utf-8")
     for name in ("threshold", "supervised", "s2cac ", "s2cac_no_nsb", "Dice", "Agatston ICC", "Risk agreement"):
         assert name in head
     assert "NOT clinical data" in head
@@ -146,7 +146,7 @@ def test_experiment_table(tree) -> None:
     root, p = tree
     stem = root / "results" / "paper" / "synthetic" / "experiments" / "s2cac"
     build_experiment_table(p, "s2cac", stem, root)
-    md = stem.with_suffix(".md").read_text()
+    md = stem.with_suffix(".md").read_text(encoding="utf-8")
     assert "labeled 20 %" in md and "labeled 50 %" in md and "NOT clinical data" in md
     assert sorted(pd.read_csv(stem.with_suffix(".csv"))["labeled_pct"]) == [20, 50]
     assert to_latex  # rendered by build_tables; imported here so the module's API stays covered

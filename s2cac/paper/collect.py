@@ -129,7 +129,7 @@ def load_runs(runs: list[Run], dataset: str, root: str | Path = ".") -> tuple[pd
         if not (folder / "summary.json").is_file():
             raise FileNotFoundError(f"{folder}: no summary.json (evaluate this run first)")
         keys = {"experiment": run.experiment, "ratio": run.ratio, "fold": run.fold, "seed": run.seed}
-        rows.append({**keys, **run_metrics(json.loads((folder / "summary.json").read_text()))})
+        rows.append({**keys, **run_metrics(json.loads((folder / "summary.json").read_text(encoding="utf-8")))})
         per_case = pd.read_csv(folder / "per_case.csv", dtype={"case_id": str, "risk_pred": str, "risk_ref": str})
         per_case["abs_agatston_error"] = (per_case["agatston_pred"] - per_case["agatston_ref"]).abs()
         cases.append(per_case.assign(**keys))

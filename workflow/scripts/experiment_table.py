@@ -11,4 +11,4 @@ with logged(snakemake.log[0]):
     from s2cac.paper.build import build_experiment_table
 
     build_experiment_table(dict(snakemake.params.plan), snakemake.wildcards.experiment, Path(snakemake.output.csv))
-    print(Path(snakemake.output.md).read_text())
+    print(Path(snakemake.output.md).read_text(encoding="utf-8"))

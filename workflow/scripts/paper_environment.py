@@ -19,4 +19,4 @@ with logged(snakemake.log[0]):
     wall = walltime_table("logs/benchmarks")
     atomic_write_text(snakemake.output.walltime, wall.to_csv(index=False, na_rep="NaN", lineterminator="\n"))
     atomic_write_text(snakemake.output.walltime_md, walltime_markdown(wall, snakemake.params.cohort))
-    print(Path(snakemake.output.walltime_md).read_text())
+    print(Path(snakemake.output.walltime_md).read_text(encoding="utf-8"))

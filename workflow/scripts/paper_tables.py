@@ -12,4 +12,4 @@ with logged(snakemake.log[0]):
 
     for path in build_tables(dict(snakemake.params.plan), Path(snakemake.output.runs).parent):
         print(f"wrote {path}")
-    print(Path(snakemake.output.headline).read_text())
+    print(Path(snakemake.output.headline).read_text(encoding="utf-8"))
