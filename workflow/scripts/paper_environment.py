@@ -10,7 +10,7 @@ from s2cac.runlog import logged
 with logged(snakemake.log[0]):
     import yaml
 
-    from s2cac.data.atomic import atomic_write_text
+    from s2cac.atomic import atomic_write_text
     from s2cac.paper.environment import software_versions, walltime_markdown, walltime_table
 
     repo = Path(snakemake.scriptdir).resolve().parents[1]
