@@ -21,6 +21,10 @@ DATASET_NAME = f"Dataset{DATASET_ID}_TinyCAC"
 ARTERY_DATASET_ID = 988
 ARTERY_DATASET_NAME = f"Dataset{ARTERY_DATASET_ID}_TinyArteries"
 ARTERY_LABELS = {"background": 0, "LM": 1, "LAD": 2, "LCX": 3, "RCA": 4}
+TWO_WINDOW_DATASET_ID = 989
+TWO_WINDOW_DATASET_NAME = f"Dataset{TWO_WINDOW_DATASET_ID}_TinyTwoWindows"
+#: the second channel's window in the two-window variant ([400, 3000] HU)
+EXTRA_WINDOW = {"level": 1700.0, "width": 2600.0}
 SHAPE = (8, 48, 48)
 SPACING = (3.0, 0.5, 0.5)
 
@@ -40,17 +44,32 @@ def _case(rng: np.random.Generator, n_blobs: int, arteries: bool = False) -> tup
     return image.astype(np.uint8), label
 
 
+def image_hu(image: np.ndarray) -> np.ndarray:
+    """The HU a 0..255 image of the method's window (130/850) stands for (window bottom -295 HU)."""
+    return np.rint(image.astype(np.float32) * 850 / 255 - 295).astype(np.int16)
+
+
 def build_tiny_dataset(
-    root: Path, n_positive: int = 10, n_negative: int = 3, seed: int = 0, arteries: bool = False
+    root: Path,
+    n_positive: int = 10,
+    n_negative: int = 3,
+    seed: int = 0,
+    arteries: bool = False,
+    two_windows: bool = False,
 ) -> tuple[Path, dict]:
     """Write and preprocess the dataset under ``root``; returns (preprocessed dataset folder, split dict).
 
     ``arteries``: the same images with every blob labelled as one of the four arteries (1-4, see
-    :data:`ARTERY_LABELS`), as ``s2cac nnunet-raw --labels arteries`` exports them.
+    :data:`ARTERY_LABELS`), as ``s2cac nnunet-raw --labels arteries`` exports them. ``two_windows``: the same
+    images plus a second channel, their HU through :data:`EXTRA_WINDOW`, as ``--extra-window`` exports them.
     """
     import SimpleITK as sitk
 
+    from s2cac.hu import HUWindow, window_hu
+
     dataset_id, name = (ARTERY_DATASET_ID, ARTERY_DATASET_NAME) if arteries else (DATASET_ID, DATASET_NAME)
+    if two_windows:
+        dataset_id, name = TWO_WINDOW_DATASET_ID, TWO_WINDOW_DATASET_NAME
     raw = root / "raw" / name
     (raw / "imagesTr").mkdir(parents=True)
     (raw / "labelsTr").mkdir()
@@ -63,24 +82,24 @@ def build_tiny_dataset(
         z, y, x = int(drng.integers(1, SHAPE[0] - 1)), int(drng.integers(4, SHAPE[1] - 8)), int(drng.integers(4, 40))
         free = label[z, y : y + 4, x : x + 4] == 0
         image[z, y : y + 4, x : x + 4][free] = 240  # the window's 130 HU maps to 128
-        for arr, path in (
-            (image, raw / "imagesTr" / f"{cid}_0000.nii.gz"),
-            (label, raw / "labelsTr" / f"{cid}.nii.gz"),
-        ):
+        files = [(image, raw / "imagesTr" / f"{cid}_0000.nii.gz"), (label, raw / "labelsTr" / f"{cid}.nii.gz")]
+        if two_windows:
+            high = window_hu(image_hu(image), HUWindow(**EXTRA_WINDOW))
+            files.append((high, raw / "imagesTr" / f"{cid}_0001.nii.gz"))
+        for arr, path in files:
             img = sitk.GetImageFromArray(arr)
             img.SetSpacing(SPACING[::-1])
             sitk.WriteImage(img, str(path))
         ids.append(cid)
-    (raw / "dataset.json").write_text(
-        json.dumps(
-            {
-                "channel_names": {"0": "rgb_to_0_1"},
-                "labels": ARTERY_LABELS if arteries else {"background": 0, "calcium": 1},
-                "numTraining": len(ids),
-                "file_ending": ".nii.gz",
-            }
-        )
-    )
+    info = {
+        "channel_names": {"0": "rgb_to_0_1", "1": "rgb_to_0_1"} if two_windows else {"0": "rgb_to_0_1"},
+        "labels": ARTERY_LABELS if arteries else {"background": 0, "calcium": 1},
+        "numTraining": len(ids),
+        "file_ending": ".nii.gz",
+    }
+    if two_windows:
+        info["s2cac_extra_hu_windows"] = [EXTRA_WINDOW]
+    (raw / "dataset.json").write_text(json.dumps(info))
     pre = root / "preprocessed"
     with temporary_environ(nnUNet_raw=raw.parent, nnUNet_preprocessed=pre, nnUNet_results=root / "results"):
         from nnunetv2.experiment_planning.plan_and_preprocess_api import (
@@ -109,6 +128,11 @@ try:
     def tiny_artery_dataset(tmp_path_factory) -> tuple[Path, dict]:
         """(preprocessed dataset folder, split) of the tiny dataset with artery labels 1-4, built once per session."""
         return build_tiny_dataset(tmp_path_factory.mktemp("tiny_arteries"), arteries=True)
+
+    @pytest.fixture(scope="session")
+    def tiny_two_window_dataset(tmp_path_factory) -> tuple[Path, dict]:
+        """(preprocessed dataset folder, split) of the tiny dataset with a second HU-window channel."""
+        return build_tiny_dataset(tmp_path_factory.mktemp("tiny_two_windows"), two_windows=True)
 except ImportError:  # pragma: no cover - used outside pytest
     pass
 

@@ -16,6 +16,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     default = HUWindow()  # the one source of the method's window
     parser.add_argument("--window-level", type=float, default=default.level, help="HU window level (130)")
     parser.add_argument("--window-width", type=float, default=default.width, help="HU window width (850)")
+    parser.add_argument(
+        "--extra-window", nargs=2, type=float, action="append", default=[], metavar=("LEVEL", "WIDTH"),
+        help="a further input channel through this HU window (repeatable; e.g. 1700 2600 = [400, 3000] HU)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--labels", choices=["binary", "arteries"], default="binary",
@@ -37,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         data_kind=args.data_kind,
         label_mode=args.labels,
+        extra_windows=[HUWindow(level, width) for level, width in args.extra_window],
     )
     print(out)
     return 0

@@ -17,7 +17,7 @@ import numpy as np
 
 from s2cac.atomic import atomic_dir, atomic_write_json
 from s2cac.data.cases import CaseSheetError, check_case, load_case_sheet
-from s2cac.hu import HUWindow, window_hu
+from s2cac.hu import DATASET_JSON_KEY, EXTRA_DATASET_JSON_KEY, HUWindow, window_hu
 from s2cac.inference.scan_qc import SYNTHETIC_MARK, describe_training_data
 from s2cac.nnunet import CHANNEL_SCHEME
 
@@ -40,7 +40,12 @@ LABELS = {
 
 
 def _convert_case(
-    row, images_dir: Path, labels_dir: Path, window: HUWindow, label_mode: str = "binary"
+    row,
+    images_dir: Path,
+    labels_dir: Path,
+    window: HUWindow,
+    label_mode: str = "binary",
+    extra_windows: tuple[HUWindow, ...] = (),
 ) -> tuple[str, dict]:
     import SimpleITK as sitk
 
@@ -58,7 +63,8 @@ def _convert_case(
             "(air is about -1000 HU); convert it to HU first"
         )
     geometry = Geometry.from_sitk(img)
-    write_image(window_hu(hu, window), geometry, images_dir / f"{cid}_0000.nii.gz")
+    for channel, w in enumerate((window, *extra_windows)):  # nnU-Net's channel files _0000, _0001, ...
+        write_image(window_hu(hu, w), geometry, images_dir / f"{cid}_{channel:04d}.nii.gz")
     lab = sitk.ReadImage(row["label"])
     values = sitk.GetArrayViewFromImage(lab)
     if label_mode == "arteries":
@@ -86,6 +92,7 @@ def write_raw_dataset(
     progress: bool = True,
     data_kind: str | None = None,
     label_mode: str = "binary",
+    extra_windows: tuple[HUWindow, ...] | list[HUWindow] = (),
 ) -> Path:
     """Convert every case of a case sheet into ``raw_root/DatasetXXX_name`` (imagesTr, labelsTr, dataset.json).
 
@@ -94,7 +101,8 @@ def write_raw_dataset(
     carries that along, and ``s2cac predict`` warns about scans outside it (:mod:`s2cac.inference.scan_qc`).
     ``data_kind`` (``synthetic``, ``real``, ``unknown``) defaults to ``synthetic`` when every image carries
     the mark ``s2cac synth`` writes, else ``unknown``. ``label_mode`` ``binary`` (calcium = any label > 0) or
-    ``arteries`` (labels 1-4 kept as LM, LAD, LCX, RCA; see :data:`LABELS`).
+    ``arteries`` (labels 1-4 kept as LM, LAD, LCX, RCA; see :data:`LABELS`). ``extra_windows`` adds one input
+    channel per window (``_0001``, ...; recorded as ``s2cac_extra_hu_windows``); channel 0 is always ``window``.
 
     Returns:
         The dataset folder.
@@ -110,7 +118,8 @@ def write_raw_dataset(
         rows = [row for _, row in sheet.iterrows()]
         facts = []
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            convert = lambda r: _convert_case(r, images, labels, window, label_mode)  # noqa: E731
+            extra = tuple(extra_windows)
+            convert = lambda r: _convert_case(r, images, labels, window, label_mode, extra)  # noqa: E731
             for i, (cid, f) in enumerate(pool.map(convert, rows), 1):
                 facts.append(f)
                 if progress:
@@ -120,18 +129,19 @@ def write_raw_dataset(
         training = describe_training_data(
             dataset_name, data_kind, [f["spacing_zyx"] for f in facts], [f["shape_zyx"] for f in facts]
         )
-        lo, hi = window.bounds
-        atomic_write_json(
-            tmp / "dataset.json",
-            {
-                "name": dataset_name,
-                "description": f"CAC segmentation; images HU-windowed [{lo:g}, {hi:g}] -> 0..255 by s2cac",
-                "channel_names": {"0": CHANNEL_SCHEME},
-                "labels": LABELS[label_mode],
-                "numTraining": len(rows),
-                "file_ending": ".nii.gz",
-                "s2cac_hu_window": {"level": window.level, "width": window.width},
-                "s2cac_training_data": training,
-            },
-        )
+        windows = (window, *extra_windows)
+        shown = ", ".join(f"[{w.bounds[0]:g}, {w.bounds[1]:g}]" for w in windows)
+        info = {
+            "name": dataset_name,
+            "description": f"CAC segmentation; images HU-windowed {shown} -> 0..255 by s2cac",
+            "channel_names": {str(c): CHANNEL_SCHEME for c in range(len(windows))},
+            "labels": LABELS[label_mode],
+            "numTraining": len(rows),
+            "file_ending": ".nii.gz",
+            DATASET_JSON_KEY: {"level": window.level, "width": window.width},
+            "s2cac_training_data": training,
+        }
+        if extra_windows:
+            info[EXTRA_DATASET_JSON_KEY] = [{"level": w.level, "width": w.width} for w in extra_windows]
+        atomic_write_json(tmp / "dataset.json", info)
     return final

@@ -31,7 +31,7 @@ import torch
 
 from s2cac import __version__
 from s2cac.atomic import atomic_path
-from s2cac.hu import HUWindow
+from s2cac.hu import HUWindow, windows_from_dataset_json
 from s2cac.nnunet import CHANNEL_SCHEME, CONFIGURATION, PLANS_SCHEME
 
 PACKAGE_FORMAT = "s2cac-model"
@@ -83,9 +83,13 @@ class LoadedModel:
 
     @property
     def hu_window(self) -> HUWindow:
-        """The HU window the model was trained with (dataset.json ``s2cac_hu_window``; the method's by default)."""
-        w = self.dataset_json.get("s2cac_hu_window") or {}
-        return HUWindow(float(w.get("level", HUWindow.level)), float(w.get("width", HUWindow.width)))
+        """The HU window of channel 0 (dataset.json ``s2cac_hu_window``; the method's by default)."""
+        return self.hu_windows[0]
+
+    @property
+    def hu_windows(self) -> tuple[HUWindow, ...]:
+        """The HU windows of every input channel, in channel order (:func:`s2cac.hu.windows_from_dataset_json`)."""
+        return windows_from_dataset_json(self.dataset_json)
 
     @property
     def training_data(self) -> dict[str, Any] | None:
@@ -326,11 +330,19 @@ def check_model(model: LoadedModel) -> None:
     if not (isinstance(patch, list) and len(patch) == 3):
         raise ModelError(f"{src}: plans {CONFIGURATION} patch_size must be (z, y, x), got {patch!r}")
     channels = model.dataset_json.get("channel_names") or model.dataset_json.get("modality") or {}
-    if list(channels.values()) != [CHANNEL_SCHEME] or conf.get("normalization_schemes") != [PLANS_SCHEME]:
+    try:
+        n_windows = len(model.hu_windows)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"{src}: dataset.json has malformed HU windows: {err}") from err
+    if (
+        list(channels.values()) != [CHANNEL_SCHEME] * n_windows
+        or conf.get("normalization_schemes") != [PLANS_SCHEME] * n_windows
+    ):
         raise ModelError(
             f"{src}: this model was trained on channel(s) {channels} with normalisation "
-            f"{conf.get('normalization_schemes')}; s2cac predict feeds one HU-windowed channel "
-            f"({CHANNEL_SCHEME!r} / {PLANS_SCHEME!r}), so plans and dataset.json must say so"
+            f"{conf.get('normalization_schemes')}; s2cac predict feeds {n_windows} HU-windowed channel(s) "
+            f"(one per window in dataset.json; {CHANNEL_SCHEME!r} / {PLANS_SCHEME!r}), so plans and dataset.json "
+            "must say so"
         )
     labels = model.dataset_json.get("labels")
     if not isinstance(labels, dict) or labels.get("background") != 0 or len(labels) < 2:
@@ -341,6 +353,12 @@ def check_model(model: LoadedModel) -> None:
         raise ModelError(f"{src}: config describes an invalid network: {err}") from err
     if net.head.out_channels != len(labels):
         raise ModelError(f"{src}: network has {net.head.out_channels} outputs but dataset.json {len(labels)} labels")
+    first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv3d))
+    if first_conv.in_channels != n_windows:
+        raise ModelError(
+            f"{src}: network takes {first_conv.in_channels} input channel(s) but dataset.json records "
+            f"{n_windows} HU window(s)"
+        )
     try:
         net.check_patch(patch)
     except ValueError as err:

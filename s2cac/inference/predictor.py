@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2cac.hu import HUWindow, window_hu
+from s2cac.hu import HUWindow, window_channels
 from s2cac.inference.model_io import LoadedModel, ModelError
 from s2cac.nnunet import CONFIGURATION
 
@@ -90,6 +90,7 @@ def make_predictor(
             allow_tqdm=False,
         )
     predictor.window_batch = int(window_batch)
+    predictor.hu_windows = model.hu_windows  # one per input channel (predict_network_labels windows the HU)
     plans_manager = PlansManager(plans)
     try:
         conf = plans_manager.get_configuration(CONFIGURATION)
@@ -114,7 +115,9 @@ def predict_network_labels(
         predictor: from :func:`make_predictor`.
         hu: (z, y, x) CT in HU.
         spacing_zyx: voxel spacing (z, y, x), mm.
-        window: HU window used in training; default the method's (level 130, width 850; s2cac.hu).
+        window: HU window of input channel 0; default the one the model was trained with
+            (``predictor.hu_windows`` from :func:`make_predictor`), else the method's (level 130, width 850).
+            Further channels always use the model's further windows.
         threshold_hu: if given, windows that cannot change the class of any voxel with ``hu >= threshold_hu``
             are skipped: the labels are then exact where ``hu >= threshold_hu`` and background or arbitrary
             elsewhere (callers apply the HU rule). None = run every window.
@@ -124,13 +127,16 @@ def predict_network_labels(
         :class:`~s2cac.inference.window_skip.WindowStats`, or None for a plain nnU-Net predictor).
     """
     hu = np.asarray(hu)
-    image = window_hu(hu, window or HUWindow()).astype(np.float32)  # (z, y, x), 0..255
+    windows = tuple(getattr(predictor, "hu_windows", None) or (HUWindow(),))
+    if window is not None:
+        windows = (window, *windows[1:])
+    image = window_channels(hu, windows).astype(np.float32)  # (channels, z, y, x), 0..255
     if hasattr(predictor, "predict_labels"):
         candidates = None if threshold_hu is None else hu >= threshold_hu
         seg, stats = predictor.predict_labels(image, spacing_zyx, candidates)
     else:  # a plain nnUNetPredictor (e.g. the benchmark's baseline)
         props = {"spacing": [float(s) for s in spacing_zyx]}
-        seg, stats = predictor.predict_single_npy_array(image[None], props, None, None, False), None
+        seg, stats = predictor.predict_single_npy_array(image, props, None, None, False), None
     seg = np.asarray(seg)
     if seg.shape != tuple(hu.shape):
         raise RuntimeError(f"prediction shape {seg.shape} differs from the input's {tuple(hu.shape)}")
@@ -150,7 +156,7 @@ def predict_network_mask(
         predictor: from :func:`make_predictor`.
         hu: (z, y, x) CT in HU.
         spacing_zyx: voxel spacing (z, y, x), mm.
-        window: HU window used in training; default the method's (level 130, width 850; s2cac.hu).
+        window: HU window of channel 0 (see :func:`predict_network_labels`).
         threshold_hu: see :func:`predict_network_labels` (None = every window, exact everywhere).
 
     Returns:

@@ -215,7 +215,8 @@ class S2CACPredictor(nnUNetPredictor):
         """Label map of one image on its own grid.
 
         Args:
-            image: (z, y, x) network input before nnU-Net's normalisation (our HU window, 0..255), float32.
+            image: (channels, z, y, x) network input before nnU-Net's normalisation (one HU window per channel,
+                0..255), float32; a (z, y, x) array is one channel.
             spacing_zyx: voxel spacing (z, y, x), mm.
             candidates: (z, y, x) bool, the only voxels whose class must be exact (``HU >= threshold``);
                 None = every voxel (no skipping).
@@ -228,7 +229,7 @@ class S2CACPredictor(nnUNetPredictor):
         props = {"spacing": [float(s) for s in spacing_zyx]}
         preprocessor = self.configuration_manager.preprocessor_class(verbose=False)
         data, _, props = preprocessor.run_case_npy(
-            image[None].astype(np.float32, copy=False), None, props,
+            (image[None] if image.ndim == 3 else image).astype(np.float32, copy=False), None, props,
             self.plans_manager, self.configuration_manager, self.dataset_json,
         )  # fmt: skip
         stats.network_shape = tuple(int(s) for s in data.shape[1:])

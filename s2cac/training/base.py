@@ -25,7 +25,7 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
-from s2cac.hu import HUWindow, window_hu
+from s2cac.hu import window_hu, windows_from_dataset_json
 from s2cac.nets import build_network
 from s2cac.nnunet import PLANS_SCHEME
 from s2cac.training import losses as L
@@ -82,13 +82,14 @@ class BaseTrainer(nnUNetTrainer):
         self.voxel_volume_mm3 = float(np.prod(self.configuration_manager.spacing))
         # Intensities reach the network as window_hu(HU) / 255 (nnU-Net's RGBTo01 on our uint8 images), so one
         # unit is the window width in HU; the candidate level is the Agatston threshold on that scale.
-        w = self.dataset_json.get("s2cac_hu_window") or {}
-        self.hu_window = HUWindow(float(w.get("level", HUWindow.level)), float(w.get("width", HUWindow.width)))
+        # Channels 1.. (optional) see the CT through further windows; candidates are judged on channel 0.
+        self.hu_windows = windows_from_dataset_json(self.dataset_json)
+        self.hu_window = self.hu_windows[0]
         self.candidate_level = float(window_hu(np.array([config.candidate_hu]), self.hu_window)[0]) / 255.0
         schemes = list(self.configuration_manager.normalization_schemes)
         needs_level = config.candidate_gating or config.labeled_candidate_fraction > 0
         needs_level |= config.negative_candidate_fraction > 0 or config.unlabeled_candidate_fraction > 0
-        if needs_level and schemes != [PLANS_SCHEME]:
+        if needs_level and (not schemes or any(x != PLANS_SCHEME for x in schemes)):
             raise ValueError(
                 f"candidate gating/sampling needs s2cac's HU-windowed images ({PLANS_SCHEME}), got {schemes}"
             )

@@ -95,9 +95,11 @@ class SemiSupervisedTrainer(BaseTrainer):
 
     def teacher_noise(self, x: torch.Tensor) -> torch.Tensor:
         """clamp(N(0, sigma^2), +-clip) with sigma and clip given in HU, on the network's intensity scale."""
-        unit = 1.0 / self.hu_window.width  # one HU on the [0, 1] scale the network sees
+        # one HU on the [0, 1] scale the network sees, per input channel (each has its own window width)
+        unit = torch.tensor([1.0 / w.width for w in self.hu_windows], dtype=x.dtype, device=x.device)
+        unit = unit.view(1, -1, *([1] * (x.dim() - 2)))
         sigma, clip = self.cfg.teacher_noise_sigma_hu * unit, self.cfg.teacher_noise_clip_hu * unit
-        return (torch.randn_like(x) * sigma).clamp(-clip, clip)
+        return torch.maximum(torch.minimum(torch.randn_like(x) * sigma, clip), -clip)
 
     def after_optimizer_step(self) -> None:
         cfg = self.cfg

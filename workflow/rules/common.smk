@@ -15,6 +15,9 @@ SPLITS = config["splits"]
 # the option existed and adding it re-ran nothing.
 LABELS = config["preprocess"]["labels"]
 LABEL_PARAMS = {"labels": LABELS} if LABELS != "binary" else {}
+# Further input channels (other HU windows beside the method's); a param only when some are configured.
+EXTRA_WINDOWS = config["preprocess"].get("extra_windows") or []
+WINDOW_PARAMS = {"extra_windows": EXTRA_WINDOWS} if EXTRA_WINDOWS else {}
 
 
 sys.path.insert(0, str(REPO))  # the workflow imports s2cac (config checks, path tags, stage versions)

@@ -11,6 +11,7 @@ rule nnunet_raw:
         window=config["preprocess"]["hu_window"],
         version=STAGE_VERSIONS["nnunet_raw"],
         **LABEL_PARAMS,  # labels: arteries (absent for binary)
+        **WINDOW_PARAMS,  # extra_windows (absent when none)
     log:
         "logs/nnunet_raw/Dataset{id}_{dataset}.log",
     benchmark:

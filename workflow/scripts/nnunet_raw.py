@@ -20,4 +20,5 @@ with logged(snakemake.log[0]):
         window=HUWindow(**snakemake.params.window),
         threads=snakemake.threads,
         label_mode=getattr(snakemake.params, "labels", "binary"),  # a param only when not binary
+        extra_windows=[HUWindow(**w) for w in getattr(snakemake.params, "extra_windows", [])],
     )
