@@ -66,3 +66,33 @@ def test_a_second_definition_is_found():
     assert "ratio_tag" in _definitions("def f():\n    def ratio_tag(r):\n        return r\n", ".py")
     assert "IMAGE_SUFFIXES" in _definitions("IMAGE_SUFFIXES: tuple = ()\n", ".py")
     assert {"ratio_tag", "X"} <= _definitions("def _ratio_tag(r):\n    pass\nX = 1\n", ".smk")
+
+
+# numbers that are one parameter each: where they may be written as a literal (everyone else imports the name)
+_NUMBER_HOMES = {
+    "s2cac/hu.py": "HUWindow: window level 130 and width 850",
+    "s2cac/scoring/agatston.py": "CALCIUM_THRESHOLD_HU = 130",
+    "s2cac/cli.py": "EXIT_INTERRUPTED = 130 (an exit code)",
+    "s2cac/synth/phantom.py": "lung tissue at -850 HU (a phantom's density, not the window)",
+    "benchmarks/bench_score.py": "its independent per-slice reference scorer and random lesion peaks",
+}
+
+
+def _numbers(source: str, values=(130, 850)) -> list[int]:
+    return [
+        n.lineno
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, ast.Constant) and type(n.value) in (int, float) and n.value in values
+    ]
+
+
+def test_calcium_threshold_and_hu_window_are_written_once():
+    """130 HU (calcium) and the 130/850 HU window: only their homes write the numbers (comments and docstrings
+    may quote them)."""
+    found = {
+        f.relative_to(ROOT).as_posix(): lines
+        for f in _code_files()
+        if f.suffix == ".py" and (lines := _numbers(f.read_text("utf-8")))
+    }
+    assert set(found) <= set(_NUMBER_HOMES), {k: v for k, v in found.items() if k not in _NUMBER_HOMES}
+    assert _numbers("def f(threshold_hu: float = 130.0):\n    return 850\n") == [1, 2]
