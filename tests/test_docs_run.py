@@ -84,7 +84,9 @@ def _argv(variant: list[str]) -> list[str]:
         elif tok.startswith("cuda") and option == "--device" and not _gpu():
             tok = "cpu"
         elif tok.startswith("results/models/.../"):  # the part left out: that of the model the line before uses
-            tok = tok.replace("results/models/.../", SYNTH_MODEL.rsplit("/", 2)[0] + "/")
+            rest = tok.removeprefix("results/models/.../")
+            first = "/" + rest.split("/")[0]
+            tok = f"{SYNTH_MODEL[: SYNTH_MODEL.rfind(first)] if first in SYNTH_MODEL else 'results/models'}/{rest}"
         elif re.fullmatch(r"[A-Z][A-Z0-9_]*", tok):
             raise AssertionError(f"placeholder {tok} after {option} has no value: add it to PLACEHOLDERS")
         out.append(tok)
@@ -176,6 +178,9 @@ def test_every_fenced_command_is_run_or_says_why_not():
 def test_placeholder_without_value_is_caught():
     with pytest.raises(AssertionError, match="placeholder NEW after --frob has no value"):
         _argv(["s2cac", "predict", "--frob", "NEW"])
+    # "..." is the left-out part of the model path: a wrong folder named after it stays wrong
+    assert _argv(["s2cac", "export-model", "results/models/.../seed0", "m.zip"])[1] == SYNTH_MODEL
+    assert _argv(["s2cac", "export-model", "results/models/.../fold0", "m.zip"])[1] == SYNTH_MODEL.rsplit("/", 1)[0]
 
 
 @pytest.mark.slow
