@@ -31,11 +31,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from s2cac.data.splits import ratio_tag  # the workflow's path tag of a labeled ratio
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def ratio_tag(ratio: float) -> str:
-    return f"{round(float(ratio) * 100, 6):g}"
 
 
 def run_workflow(config: dict, cores: int, targets: list[str], parallel: int = 1) -> None:

@@ -33,9 +33,10 @@ import sys
 import time
 from pathlib import Path
 
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
+
 PLANS_SPACING = (3.0, 0.369, 0.369)  # the paper's target spacing
 SCAN_SPACING_XY = 0.43
-THRESHOLD_HU = 130.0
 VARIANTS = ("nnunet_plain", "tiny_before", "tiny_noskip", "tiny_skip", "paper_skip")
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "predict"  # outputs, git-ignored
 
@@ -111,12 +112,12 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
         pm, cm, ds = predictor.plans_manager, predictor.configuration_manager, predictor.dataset_json
         base.manual_initialization(plain, pm, cm, [plain.state_dict()], ds, "PlainConvUNet", (0, 1, 2))
         predictor, n_params = base, sum(p.numel() for p in plain.parameters())
-    threshold = THRESHOLD_HU if variant.endswith("_skip") else None
+    threshold = CALCIUM_THRESHOLD_HU if variant.endswith("_skip") else None
     predict_network_labels(predictor, hu[: patch[0], :256, :256], spacing, threshold_hu=threshold)  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
     labels, stats = predict_network_labels(predictor, hu, spacing, threshold_hu=threshold)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    exported = (labels != 0) & (hu >= THRESHOLD_HU)
+    exported = (labels != 0) & (hu >= CALCIUM_THRESHOLD_HU)
     OUT.mkdir(parents=True, exist_ok=True)
     np.save(OUT / f"mask_{variant}_{slices}.npy", exported)
     return {
@@ -128,7 +129,7 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
         "parts_s": stats.seconds if stats else {},
         "params_seg_path": n_params,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "candidates": int((hu >= THRESHOLD_HU).sum()),
+        "candidates": int((hu >= CALCIUM_THRESHOLD_HU).sum()),
         "exported_voxels": int(exported.sum()),
     }
 

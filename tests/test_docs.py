@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import os
 import re
@@ -186,3 +187,69 @@ def test_python_snippet_in_docs_matches_the_api(where, code):
             pytest.fail(f"{where}: {ast.unparse(call)}: {err}")
         checked += 1
     assert checked, f"{where}: no call of an imported name"
+
+
+_DOTTED = re.compile(r"(?<![\w./-])s2cac(?:\.[A-Za-z_]\w*)+")
+
+
+def _unresolved(name: str) -> str | None:
+    """Why the dotted name ``s2cac.x.y`` does not exist (None when it imports and every attribute is there)."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+            break
+        except ModuleNotFoundError:
+            continue
+    for attr in parts[i:]:
+        if not hasattr(obj, attr):
+            return f"{'.'.join(parts[:i])} has no {attr!r}"
+        obj = getattr(obj, attr)
+        i += 1
+    return None
+
+
+def test_python_names_in_docs_exist():
+    """Every ``s2cac.module.name`` the docs mention can be imported (a renamed or removed function is caught)."""
+    wrong = {
+        f"{doc.relative_to(ROOT)}: {m.group(0)}: {why}"
+        for doc in DOCS
+        for m in _DOTTED.finditer(doc.read_text(encoding="utf-8"))
+        if (why := _unresolved(m.group(0)))
+    }
+    assert not wrong, sorted(wrong)
+    assert _unresolved("s2cac.training.checkpoint.load_model_for_inference")  # the check can fail
+
+
+# a document named by path (docs/x.md, benchmarks/RESULTS.md) or by an upper-case name (METHOD.md, README.md)
+_DOC_NAME = re.compile(r"(?<![\w./*-])((?:[\w-]+/)+[\w-]+\.md|[A-Z][A-Z_]*\.md)\b")
+_SCANNED = ("README.md", "Makefile", "Snakefile", "s2cac", "workflow", "docs", "config", "benchmarks", "tests")
+_OUTPUT_ROOTS = ("results/", "logs/", "tables/")  # files the workflow writes, not documents of the repository
+
+
+def _document_names(text: str) -> set[str]:
+    return {m for m in _DOC_NAME.findall(text) if not m.startswith(_OUTPUT_ROOTS)}
+
+
+def test_documents_named_in_code_and_docs_exist():
+    """No comment, docstring, config or doc points at a document the repository does not have."""
+    files = [ROOT / n for n in _SCANNED if (ROOT / n).is_file()]
+    files += [
+        p
+        for n in _SCANNED
+        if (ROOT / n).is_dir()
+        for p in (ROOT / n).rglob("*")
+        if p.is_file() and p.suffix in (".py", ".md", ".smk", ".yaml", ".sh", ".rst") and p != Path(__file__)
+    ]
+    assert len(files) > 50 and ROOT / "s2cac" / "training" / "loaders.py" in files
+    missing = {
+        f"{f.relative_to(ROOT)}: {name}"
+        for f in files
+        for name in _document_names(f.read_text(encoding="utf-8", errors="replace"))
+        if not (ROOT / name).is_file() and not (f.parent / name).is_file()
+    }
+    assert not missing, sorted(missing)
+    assert _document_names("see METHOD.md, docs/nowhere.md and */README.md, not results/x/y.md") == {
+        "METHOD.md",
+        "docs/nowhere.md",
+    }

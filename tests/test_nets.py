@@ -1,5 +1,6 @@
 """Shape, validation and initialisation tests of the dual-path network."""
 
+import inspect
 import math
 
 import pytest
@@ -86,6 +87,15 @@ def test_without_score_head_score_is_zero_and_no_transformer():
 def test_constructor_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DualPathNet(**{**PRESETS["tiny"], **kwargs})
+
+
+def test_constructor_defaults_are_the_paper_preset():
+    """DualPathNet() builds the paper's network, the same as build_network("paper") (one source per parameter)."""
+    defaults = {
+        name: p.default for name, p in inspect.signature(DualPathNet.__init__).parameters.items() if name != "self"
+    }
+    for name, value in PRESETS["paper"].items():
+        assert defaults[name] == value, f"DualPathNet's default {name}={defaults[name]!r}, paper preset {value!r}"
 
 
 def test_unknown_preset_or_override():

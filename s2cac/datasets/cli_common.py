@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from s2cac.cli import EXIT_INTERRUPTED
+
 
 def interruptible(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Exit code 130 with a short message on Ctrl-C instead of a traceback."""
@@ -20,6 +22,6 @@ def interruptible(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         except KeyboardInterrupt:
             print("interrupted; rerun to resume (finished downloads and imports are kept, half-written ones are not)",
                   file=sys.stderr)  # fmt: skip
-            return 130
+            return EXIT_INTERRUPTED
 
     return wrapper

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from s2cac.nets.dualpath import DualPathNet
 
-#: Constructor arguments of :class:`DualPathNet` per preset. ``paper`` follows METHOD.md and the authors' released
-#: network (34.5 M parameters); ``tiny`` trains on two CPU cores (about 0.18 M parameters) and keeps the
-#: constructor's default connection block (residual + LayerNorm around the cross-attention) and (1, 3, 3) pool.
+#: Constructor arguments of :class:`DualPathNet` per preset. ``paper`` follows the paper and the authors' released
+#: network (34.5 M parameters; docs/training.md, "Network") and is also the constructor's defaults (a test keeps them
+#: equal); ``tiny`` trains on two CPU cores (about 0.18 M parameters) with the residual connection block (LayerNorm
+#: around the cross-attention) and the (1, 3, 3) pool, which the CPU demo was tuned with.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         stem_channels=64,
@@ -27,7 +28,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ff_dim=2048,
         dropout=0.1,
         # As the authors' released network: stem max-pool over 3 slices too, and a connection block that is
-        # encoder(cross-attention) with no extra residual/LayerNorm (METHOD.md describes exactly that).
+        # encoder(cross-attention) with no extra residual/LayerNorm (as the paper describes it).
         pool_kernel=(3, 3, 3),
         faithful_connection=True,
     ),
@@ -41,6 +42,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_heads=2,
         ff_dim=32,
         dropout=0.0,
+        pool_kernel=(1, 3, 3),
+        faithful_connection=False,
         fullres_kernel=(1, 3, 3),  # the full-resolution block in-plane only: ~1.3x per CPU training step
     ),
 }

@@ -121,6 +121,8 @@ class DualPathNet(nn.Module):
             resolution (odd sizes). The authors use (3, 3, 3); ``(1, 3, 3)`` costs about a quarter on a CPU (the
             3D context then comes from the lower-resolution layers, which keep 3 x 3 x 3).
 
+    The defaults are the ``paper`` preset (:data:`s2cac.nets.PRESETS`): ``DualPathNet()`` is the paper's network.
+
     ``forward(x)`` with x (B, in_channels, Z, Y, X) returns ``(logits (B, num_classes, Z, Y, X), score (B,))``,
     or only the logits when :attr:`segmentation_only` is True (for nnU-Net's sliding-window predictor).
     """
@@ -141,8 +143,8 @@ class DualPathNet(nn.Module):
         memory_init: float = 0.5,
         fg_prior: float | None = None,
         use_score_head: bool = True,
-        pool_kernel: Sequence[int] = (1, 3, 3),
-        faithful_connection: bool = False,
+        pool_kernel: Sequence[int] = (3, 3, 3),
+        faithful_connection: bool = True,
         attn_dropout: float | None = None,
         faithful_init: bool = False,
         fullres_kernel: Sequence[int] = (3, 3, 3),

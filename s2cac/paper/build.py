@@ -20,6 +20,7 @@ from s2cac.paper.tables import (
     write_table,
 )
 from s2cac.paper.threshold import THRESHOLD_EXPERIMENT, threshold_label
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 
 def method_labels(plan: dict[str, Any], root: str | Path = ".") -> dict[str, str]:
@@ -32,7 +33,7 @@ def method_labels(plan: dict[str, Any], root: str | Path = ".") -> dict[str, str
             table = run.path("predict", plan["dataset"], root) / "regions.tsv"
             if table.is_file():
                 regions += pd.read_csv(table, sep="\t")["region"].tolist()
-        labels[THRESHOLD_EXPERIMENT] = threshold_label(regions, float(plan.get("threshold_hu", 130)))
+        labels[THRESHOLD_EXPERIMENT] = threshold_label(regions, float(plan.get("threshold_hu", CALCIUM_THRESHOLD_HU)))
     return labels
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import ndimage
 
 from s2cac.atomic import atomic_write_text
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 #: Experiment name of the threshold-only method in result paths (reserved: no experiment may use it).
 THRESHOLD_EXPERIMENT = "threshold"
@@ -48,14 +49,16 @@ def body_region(hu: np.ndarray, min_hu: float = BODY_MIN_HU) -> np.ndarray:
     return body
 
 
-def threshold_mask(hu: np.ndarray, region: np.ndarray, threshold_hu: float = 130.0) -> np.ndarray:
+def threshold_mask(hu: np.ndarray, region: np.ndarray, threshold_hu: float = CALCIUM_THRESHOLD_HU) -> np.ndarray:
     """uint8 (z, y, x) mask of voxels with HU >= ``threshold_hu`` inside ``region`` (non-zero = inside)."""
     if np.shape(hu) != np.shape(region):
         raise ValueError(f"region shape {np.shape(region)} differs from the CT's {np.shape(hu)}")
     return ((np.asarray(hu) >= threshold_hu) & (np.asarray(region) != 0)).astype(np.uint8)
 
 
-def predict_threshold(cases: Sequence[ThresholdCase], out_dir: str | Path, threshold_hu: float = 130.0) -> pd.DataFrame:
+def predict_threshold(
+    cases: Sequence[ThresholdCase], out_dir: str | Path, threshold_hu: float = CALCIUM_THRESHOLD_HU
+) -> pd.DataFrame:
     """Write ``<case_id>_cac.nii.gz`` (the image's geometry) for every case and ``regions.tsv`` (case_id, region
     used: ``heart`` or ``body``, calcium voxels); returns that table."""
     from s2cac.inference.batch import case_output_paths, write_mask
@@ -79,7 +82,7 @@ def predict_threshold(cases: Sequence[ThresholdCase], out_dir: str | Path, thres
     return table
 
 
-def threshold_label(regions: Sequence[str], threshold_hu: float = 130.0) -> str:
+def threshold_label(regions: Sequence[str], threshold_hu: float = CALCIUM_THRESHOLD_HU) -> str:
     """Display name of the method from the regions its cases used (``heart``, ``body`` or both)."""
     where = sorted(set(regions)) or ["heart"]
     text = {"heart": "heart region", "body": "body, no heart mask"}

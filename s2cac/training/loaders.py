@@ -2,7 +2,7 @@
 
 Three training loaders feed one iteration (labeled, negative, unlabeled) and one loader feeds validation.
 The unlabeled loader never opens a label file: its crops are random and its augmentation gets an all-zero
-dummy segmentation (METHOD.md defect 4). Only the original code's defect 1 (``faithful_negative_target``)
+dummy segmentation (the original code's defect 4, docs/training.md). Only its defect 1 (``faithful_negative_target``)
 needs the unlabeled patch's hidden calcium count; that is the single, explicit exception (``read_labels``).
 """
 
@@ -45,7 +45,7 @@ class PatchLoader(nnUNetDataLoader):
     Batch dict: ``data`` (B, C, Z, Y, X) float32, ``target`` (B, 1, Z, Y, X) int16 (None when
     ``read_labels`` is False), ``keys``, ``fg_seen`` (B,) calcium voxels (any label > 0: binary calcium or an
     artery) in the patch the network sees (after augmentation) and ``fg_crop`` (B,) calcium voxels in the original
-    code's larger crop (METHOD.md defect 2:
+    code's larger crop (defect 2, docs/training.md:
     the whole z range of the case over the in-plane extent of the crop before augmentation; 0 unless
     ``count_whole_z``, since only ``faithful_score_crop`` uses it).
     """
