@@ -21,6 +21,7 @@ its threads), reported beside wall time because the machine may be shared.
     .venv/bin/python benchmarks/bench_predict.py                     # 16 x 512 x 512, a few CPU-minutes
     .venv/bin/python benchmarks/bench_predict.py --slices 64         # the full-size scan
     .venv/bin/python benchmarks/bench_predict.py --variants tiny_skip paper_skip   # also the paper network
+    .venv/bin/python benchmarks/bench_predict.py --slices 64 --census  # where the kept windows come from
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 PLANS_SPACING = (3.0, 0.369, 0.369)  # the paper's target spacing
 SCAN_SPACING_XY = 0.43
 VARIANTS = ("nnunet_plain", "tiny_before", "tiny_noskip", "tiny_skip", "paper_skip")
+# initial calcium probability of the random networks: high enough that they mark voxels >= 130 HU, so that the
+# mask comparisons below compare something (0.01 marked none)
+FG_PRIOR = 0.3
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "predict"  # outputs, git-ignored
 
 
@@ -89,8 +93,8 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
     torch.manual_seed(0)
     hu, spacing = phantom(slices)
     preset = "paper" if variant.startswith("paper") else "tiny"
-    net = build_network(preset, fg_prior=0.01)
-    config = {"network": preset, "network_overrides": {"fg_prior": 0.01}, "use_score_head": True}
+    net = build_network(preset, fg_prior=FG_PRIOR)
+    config = {"network": preset, "network_overrides": {"fg_prior": FG_PRIOR}, "use_score_head": True}
     model = LoadedModel(net.state_dict(), make_plans(patch, PLANS_SPACING), make_dataset_json(), config, "bench")
     batch = 1 if variant in ("nnunet_plain", "tiny_before") else window_batch
     predictor = make_predictor(model, device="cpu", step=0.5, window_batch=batch)
@@ -134,6 +138,52 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
     }
 
 
+def window_census(slices: int, patch: tuple[int, int, int], min_sizes=(1, 3, 10)) -> dict:
+    """Windows ``predict`` keeps on the phantom, and how many it would keep if the candidates (HU >= 130) held
+    only connected components of at least ``n`` voxels: where the kept windows come from (isolated noise voxels
+    or bone and calcium). No network runs; diagnostic only (``predict`` keeps every candidate, so its masks stay
+    exact)."""
+    import numpy as np
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from scipy import ndimage
+
+    from s2cac.hu import HUWindow, window_hu
+    from s2cac.inference.model_io import LoadedModel
+    from s2cac.inference.plans import make_dataset_json, make_plans
+    from s2cac.inference.predictor import make_predictor
+    from s2cac.inference.window_skip import windows_to_keep
+    from s2cac.nets import build_network
+
+    hu, spacing = phantom(slices)
+    net = build_network("tiny", fg_prior=FG_PRIOR)
+    config = {"network": "tiny", "network_overrides": {"fg_prior": FG_PRIOR}, "use_score_head": True}
+    model = LoadedModel(net.state_dict(), make_plans(patch, PLANS_SPACING), make_dataset_json(), config, "bench")
+    predictor = make_predictor(model, device="cpu", step=0.5)
+    props = {"spacing": list(spacing)}
+    image = window_hu(hu, HUWindow()).astype(np.float32)[None]
+    pre = predictor.configuration_manager.preprocessor_class(verbose=False)
+    data, _, props = pre.run_case_npy(
+        image, None, props, predictor.plans_manager, predictor.configuration_manager, predictor.dataset_json
+    )
+    net_shape = data.shape[1:]
+    padded = [max(n, p) for n, p in zip(net_shape, patch, strict=True)]
+    pad_below = [(s - n) // 2 for s, n in zip(padded, net_shape, strict=True)]
+    slicers = nnUNetPredictor._internal_get_sliding_window_slicers(predictor, padded)  # every window
+    starts = [[sl.start for sl in s[1:]] for s in slicers]
+    bbox = props["bbox_used_for_cropping"]
+    cand = (hu >= THRESHOLD_HU)[tuple(slice(a, b) for a, b in bbox)]
+    labels, n = ndimage.label(cand)
+    sizes = np.bincount(labels.ravel())
+    out = {"windows_total": len(starts), "network_shape": list(map(int, net_shape))}
+    for m in min_sizes:
+        keep_label = sizes >= m
+        keep_label[0] = False
+        kept = windows_to_keep(keep_label[labels], net_shape, pad_below, starts, patch)
+        out[f"kept_min{m}"] = int(kept.sum())
+        out[f"candidates_min{m}"] = int(keep_label[labels].sum())
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slices", type=int, default=16, help="slices of the 512 x 512 scan (default 16)")
@@ -141,6 +191,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window-batch", type=int, default=2)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:4]))
+    parser.add_argument("--census", action="store_true", help="only count the windows kept (no network runs)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     patch = tuple(args.patch)
@@ -149,6 +200,18 @@ def main() -> int:
         return 0
     import numpy as np
 
+    if args.census:
+        c = window_census(args.slices, patch)
+        print(
+            f"scan {args.slices} x 512 x 512, network grid {c['network_shape']}, patch {patch}: windows kept "
+            f"{c['kept_min1']} of {c['windows_total']} ({c['candidates_min1']} voxels >= {THRESHOLD_HU:g} HU)"
+        )
+        for m in (3, 10):
+            print(
+                f"  if only 6-connected components of >= {m} voxels >= {THRESHOLD_HU:g} HU counted "
+                f"({c[f'candidates_min{m}']} voxels): {c[f'kept_min{m}']} windows"
+            )
+        return 0
     phantom(args.slices)  # build the cached volume once, outside the timed children
     results = {}
     for variant in args.variants:

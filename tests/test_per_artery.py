@@ -81,10 +81,14 @@ def test_per_artery_agreement_in_evaluation() -> None:
     assert row["agatston_RCA_pred"] == 0 and row["agatston_RCA_ref"] > 0
     assert row["agatston_LM_pred"] == row["agatston_LM_ref"] > 0
     assert row["agatston_LAD_pred"] > row["agatston_LAD_ref"]
+    assert row["dice_LM"] == 1.0 and row["dice_LCX"] == 0.0 and row["dice_RCA"] == 0.0
+    assert row["dice_LAD"] == pytest.approx(2 * 25 / (50 + 25))  # its own lesion and the LCX's
     summary = cohort_summary(pd.DataFrame([row, evaluate_case(hu, ref, ref, SPACING, arteries=arteries)]), n_boot=20)
     per = summary["per_artery"]
     assert set(per) == {"LM", "LAD", "LCX", "RCA", "n_vessels"}
     assert per["n_vessels"]["exact"] == 0.5 and per["RCA"]["found"] == 0.5 and per["LM"]["found"] == 1.0
+    assert per["LAD"]["dice_mean"] == pytest.approx((2 / 3 + 1) / 2) and per["LAD"]["dice_n"] == 2
+    assert per["RCA"]["dice_mean"] == pytest.approx(0.5) and per["LM"]["dice_mean"] == 1.0
 
 
 def test_raw_dataset_keeps_artery_labels(tmp_path: Path) -> None:

@@ -129,3 +129,49 @@ def test_raw_dataset_records_training_data(tmp_path: Path) -> None:
     info = json.loads((folder / "dataset.json").read_text())["s2cac_training_data"]
     assert info["kind"] == "synthetic" and info["n_scans"] == 2 and info["dataset"] == "Demo"
     assert info["spacing_xy_mm"] == [0.6, 0.8] and info["fov_mm"] == [round(96 * 0.6, 4), round(96 * 0.8, 4)]
+
+
+def test_predict_reports_flags_in_scores_log_and_picture(tmp_path: Path, monkeypatch) -> None:
+    """``s2cac predict`` with a model trained only on synthetic scans, on a real (unmarked) scan: the flag
+    reaches scores.csv's ``qc_flags``, a WARNING line of the log and the QC picture; the score is not changed."""
+    import csv
+    import io
+
+    import torch
+
+    import s2cac.inference.qc as qc_module
+    from s2cac.inference.batch import predict_path
+    from s2cac.inference.model_io import write_model_folder
+    from s2cac.inference.plans import make_dataset_json, make_plans
+    from s2cac.nets import build_network
+
+    torch.manual_seed(0)
+    spacing = (3.0, 0.65, 0.65)
+    config = {"network": "tiny", "network_overrides": {"fg_prior": 0.3}}
+    dataset = {**make_dataset_json(), "s2cac_training_data": {**TRAINING, "kind": "synthetic"}}
+    net = build_network("tiny", fg_prior=0.3)
+    model = write_model_folder(tmp_path / "m", net.state_dict(), make_plans([4, 32, 32], spacing), dataset, config)
+    for name, note in (("real", None), ("syn", SYNTHETIC_MARK)):
+        img = sitk.GetImageFromArray(_chest(40))
+        img.SetSpacing(spacing[::-1])
+        if note:
+            img.SetMetaData("ITK_FileNotes", note)
+        sitk.WriteImage(img, str(tmp_path / f"{name}.nii.gz"))
+    drawn = {}
+
+    def save_qc_png(hu, mask, spacing, path, **kw) -> None:  # records what the picture would say
+        drawn[Path(path).stem] = list(kw["warnings"])
+
+    monkeypatch.setattr(qc_module, "save_qc_png", save_qc_png)
+    log = io.StringIO()
+    for name in ("real", "syn"):
+        assert predict_path(model, tmp_path / f"{name}.nii.gz", tmp_path / name, log=log)[0].status == "ok"
+    rows = {}
+    for name in ("real", "syn"):
+        with open(tmp_path / name / "scores.csv", newline="") as f:
+            rows[name] = next(csv.DictReader(f))
+    assert flag_names(rows["real"]["qc_flags"].split("; ")) == ["synthetic_model"]
+    assert rows["syn"]["qc_flags"] == ""
+    assert rows["real"]["agatston"] == rows["syn"]["agatston"]  # a warning, never a changed score
+    assert "WARNING real: QC: synthetic_model(" in log.getvalue() and "WARNING syn" not in log.getvalue()
+    assert flag_names(drawn["real"]) == ["synthetic_model"] and drawn["syn"] == []

@@ -35,8 +35,9 @@ def evaluate_case(
         spacing_zyx: voxel spacing, mm.
         lesion_connectivity: 3D connectivity of lesions for detection metrics.
         arteries: {label value: artery name} when both maps hold artery labels (e.g. 1-4 = LM, LAD, LCX, RCA):
-            adds ``agatston_<A>_pred``/``_ref`` per artery and ``n_vessels_pred``/``_ref`` (arteries with
-            Agatston > 0). None = calcium only.
+            adds ``agatston_<A>_pred``/``_ref`` per artery, ``n_vessels_pred``/``_ref`` (arteries with
+            Agatston > 0) and the voxel Dice ``dice_<A>`` of each artery (NaN when neither map has it).
+            None = calcium only.
         **score_options: options of :func:`s2cac.scoring.score_mask`.
 
     Returns:
@@ -63,6 +64,12 @@ def evaluate_case(
                     sum(per[v].agatston for v, n in arteries.items() if n == a and v in per)
                 )
             row[f"n_vessels_{name}"] = int(sum(row[f"agatston_{a}_{name}"] > 0 for a in names))
+    if arteries:  # voxel Dice per artery (a lesion given to the wrong artery is an error); NaN when both are empty
+        for a in sorted(set(arteries.values())):
+            values = [v for v, n in arteries.items() if n == a]
+            p, r = np.isin(pred, values), np.isin(ref, values)
+            both = int(p.sum()) + int(r.sum())
+            row[f"dice_{a}"] = 2.0 * int((p & r).sum()) / both if both else float("nan")
     return row
 
 
@@ -95,7 +102,8 @@ def cohort_summary(
         F1), ``agreement`` per score (ICC(A,1), Bland-Altman, Pearson/Spearman) and ``risk`` (confusion matrix
         rows = reference, accuracy, linearly weighted kappa); with per-artery columns (``arteries`` in
         :func:`evaluate_case`) also ``per_artery``: per artery ICC(A,1), Bland-Altman and ``found`` (share of
-        reference-positive cases where the prediction is positive too), and ``n_vessels`` exact agreement.
+        reference-positive cases where the prediction is positive too), ``dice_mean`` over the ``dice_n`` cases
+        where either mask has the artery, and ``n_vessels`` exact agreement.
     """
     df = per_case
     out: dict[str, Any] = {"n_cases": len(df), "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95}}
@@ -140,6 +148,10 @@ def cohort_summary(
             p, r = df[f"agatston_{a}_pred"].to_numpy(float), df[f"agatston_{a}_ref"].to_numpy(float)
             found = _ratio(float(((p > 0) & (r > 0)).sum()), float((r > 0).sum()))
             out["per_artery"][a] = {"icc_a1": icc_a1(np.column_stack([r, p])), **bland_altman(p, r), "found": found}
+            if f"dice_{a}" in df.columns:  # mean voxel Dice over the cases where either mask has this artery
+                d = df[f"dice_{a}"].to_numpy(float)
+                out["per_artery"][a]["dice_mean"] = float(np.nanmean(d)) if (~np.isnan(d)).any() else float("nan")
+                out["per_artery"][a]["dice_n"] = int((~np.isnan(d)).sum())
         if "n_vessels_pred" in df.columns:
             vp, vr = df["n_vessels_pred"].to_numpy(int), df["n_vessels_ref"].to_numpy(int)
             out["per_artery"]["n_vessels"] = {
