@@ -132,6 +132,25 @@ def _check_student_moved_by_its_gradient(tr, student0):
     return moved
 
 
+#: parameter name prefixes of the transformer path and score head (built only with ``use_score_head``)
+SCORE_PATH = ("memory", "pos_embed", "connections.", "score_head.")
+
+
+def _check_no_score_path(*nets):
+    """A method without a score head builds neither it nor the transformer path that feeds it."""
+    for net in nets:
+        names = [n for n, _ in net.named_parameters()]
+        assert names and not [n for n in names if n.startswith(SCORE_PATH)]
+
+
+def _check_score_path_moved(tr, moved):
+    """The score head and every part of the transformer path (memory, position embedding, the connection block
+    of each decoder level) got a gradient and moved."""
+    assert {"memory", "pos_embed", "score_head.weight", "score_head.bias"} <= moved, sorted(moved)
+    blocks = {int(n.split(".")[1]) for n in moved if n.startswith("connections.")}
+    assert blocks == set(range(len(tr.network.decoder))), blocks
+
+
 def _check_teacher_moved_by_ema_only(tr, student0, teacher0):
     assert all(p.grad is None for p in tr.teacher.parameters())
     student, teacher = tr.network.state_dict(), tr.teacher.state_dict()
@@ -146,11 +165,21 @@ def test_supervised_step_moves_the_student_and_there_is_no_teacher(tiny_dataset,
     assert type(tr) is SupervisedTrainer and tr.teacher is None and tr.eval_network is tr.network
     assert tr.dataloader_train.parts["unlabeled"] is None and tr.dataloader_train.parts["negative"] is None
     student0, _, out = _step(tr)
-    moved = _check_student_moved_by_its_gradient(tr, student0)
-    assert not any("score" in n or "memory" in n for n in moved)  # the preset builds no transformer path
+    _check_student_moved_by_its_gradient(tr, student0)
+    _check_no_score_path(tr.network)  # the preset builds no transformer path
     assert out["cons"] == out["score"] == out["sdc"] == 0.0
     weights = tr.checkpoint_weights()
     assert weights["teacher_weights"] is None and tr.released_network == "student"
+
+
+def test_supervised_step_with_the_score_head_trains_it(tiny_dataset, tmp_path):  # noqa: F811
+    """S2CAC without its teacher (an ablation) is the supervised class with the score switches on: the score head
+    and the transformer path learn from the labeled half of terms 2 and 4, and there is still no teacher."""
+    tr = _trainer(tiny_dataset, tmp_path, use_teacher=False, use_negatives=False, nsb={"enabled": False})
+    assert type(tr) is SupervisedTrainer and tr.teacher is None
+    student0, _, out = _step(tr)
+    _check_score_path_moved(tr, _check_student_moved_by_its_gradient(tr, student0))
+    assert out["score"] > 0 and out["cons"] == 0.0
 
 
 def test_mean_teacher_step_student_by_gradient_teacher_by_ema(tiny_dataset, tmp_path):  # noqa: F811
@@ -160,6 +189,7 @@ def test_mean_teacher_step_student_by_gradient_teacher_by_ema(tiny_dataset, tmp_
     student0, teacher0, out = _step(tr)
     _check_student_moved_by_its_gradient(tr, student0)
     _check_teacher_moved_by_ema_only(tr, student0, teacher0)
+    _check_no_score_path(tr.network, tr.teacher)
     assert out["cons"] > 0 and out["score"] == out["sdc"] == 0.0
     assert set(tr.checkpoint_weights()) == {"student_weights", "teacher_weights"}
 
@@ -168,8 +198,7 @@ def test_s2cac_step_trains_the_score_head(tiny_dataset, tmp_path):  # noqa: F811
     tr = _trainer(tiny_dataset, tmp_path, method="s2cac")
     assert type(tr) is S2CACTrainer
     student0, teacher0, out = _step(tr)
-    moved = _check_student_moved_by_its_gradient(tr, student0)
-    assert {"score_head.weight", "score_head.bias"} <= moved
+    _check_score_path_moved(tr, _check_student_moved_by_its_gradient(tr, student0))
     _check_teacher_moved_by_ema_only(tr, student0, teacher0)
     assert out["score"] > 0 and out["sdc"] > 0 and out["cons"] > 0
 
@@ -214,6 +243,7 @@ def test_uamt_step_masks_consistency_by_teacher_uncertainty(tiny_dataset, tmp_pa
     student0, teacher0, out = _step(tr2)
     _check_student_moved_by_its_gradient(tr2, student0)
     _check_teacher_moved_by_ema_only(tr2, student0, teacher0)
+    _check_no_score_path(tr2.network, tr2.teacher)
     assert out["score"] == out["sdc"] == 0.0
 
 

@@ -1,6 +1,8 @@
 """End-to-end Snakemake runs in a temporary directory (real rules, real nnU-Net preprocessing)."""
 
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -97,30 +99,46 @@ TRAINING = {
 EXPERIMENTS = {
     "s2cac": {},
     "supervised": {"use_teacher": False, "use_score_head": False, "score_consistency": False, "use_negatives": False},
+    "s2cac_no_nsb": {"nsb": {"enabled": False}},  # configured, not in training.run: built only when asked for
 }
+
+
+def _outputs(work: Path) -> dict[str, tuple[int, str]]:
+    """(mtime in ns, sha256) of every file under results/ and logs/, by path relative to ``work``."""
+    return {
+        p.relative_to(work).as_posix(): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for top in ("results", "logs")
+        for p in sorted((work / top).rglob("*"))
+        if p.is_file()
+    }
+
+
+def _job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a run or dry run: jobs per rule."""
+    block = (proc.stdout + proc.stderr).split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
 @pytest.mark.slow
 def test_synthetic_demo_workflow_end_to_end(tmp_path):
     """The demo path: synthetic cohort -> nnU-Net raw -> preprocessing -> splits -> train -> predict ->
-    evaluate, then nothing to do."""
+    evaluate -> paper tables for two experiments, then nothing to do; rerunning one experiment through its
+    target (README) rewrites its outputs only."""
     import numpy as np
     import pandas as pd
     import SimpleITK as sitk
 
     work = tmp_path / "work"
-    _write_config(
-        work,
-        {
-            "dataset": {"name": "synthetic", "source": "synthetic", "nnunet_id": 501, "synthetic": SYNTH},
-            "preprocess": PREPROCESS,
-            "splits": SPLITS | {"folds": [0], "labeled_ratios": [0.5]},
-            "training": TRAINING,
-            "experiments": EXPERIMENTS,
-            "predict": {"device": "cpu"},
-            "evaluate": {"bootstrap": 200},
-        },
-    )
+    demo = {
+        "dataset": {"name": "synthetic", "source": "synthetic", "nnunet_id": 501, "synthetic": SYNTH},
+        "preprocess": PREPROCESS,
+        "splits": SPLITS | {"folds": [0], "labeled_ratios": [0.5]},
+        "training": TRAINING | {"run": ["s2cac", "supervised"]},
+        "experiments": EXPERIMENTS,
+        "predict": {"device": "cpu"},
+        "evaluate": {"bootstrap": 200},
+    }
+    _write_config(work, demo)
     first = _run(work)
     assert first.returncode == 0, first.stderr[-3000:]
     data = work / "results" / "data" / "synthetic"
@@ -155,7 +173,7 @@ def test_synthetic_demo_workflow_end_to_end(tmp_path):
     second = _run(work)
     assert "Nothing to be done" in second.stdout + second.stderr
     # an ablation is one more target: only its own jobs run
-    other = _run(work, "-n", f"results/evaluate/{run.replace('s2cac', 'supervised', 1)}/summary.json")
+    other = _run(work, "-n", f"results/evaluate/{run.replace('s2cac', 's2cac_no_nsb', 1)}/summary.json")
     assert other.returncode == 0
     assert "train " in other.stdout and "nnunet_preprocess" not in other.stdout
 
@@ -172,6 +190,51 @@ def test_synthetic_demo_workflow_end_to_end(tmp_path):
     _write_config(work, cfg)
     retrain = _run(work, "-n")
     assert "train " in retrain.stdout and "synthesize_cohort" not in retrain.stdout
+
+    # rerun one experiment as the README says: its training, prediction, evaluation and own table are rewritten,
+    # the other experiment's outputs (and the shared cohort, preprocessing and splits) are not touched
+    _write_config(work, demo)
+    before = _outputs(work)
+    rerun = _run(work, "experiment_supervised", "--forcerun", "train")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    jobs = _job_counts(rerun)
+    assert {k: jobs.get(k) for k in ("train", "predict", "evaluate", "experiment_table")} == dict.fromkeys(
+        ("train", "predict", "evaluate", "experiment_table"), 1
+    ), jobs
+    after = _outputs(work)
+
+    def owned(path: str) -> bool:  # the supervised experiment's files: .../supervised/... or .../supervised.md
+        return re.search(r"(^|/)supervised(/|\.)", path) is not None
+
+    sup = run.replace("s2cac", "supervised", 1)
+    rewritten = [
+        f"results/models/{sup}/checkpoint_final.pth",
+        f"results/models/{sup}/curves.png",
+        f"results/predict/{sup}/scores.csv",
+        *(f"results/predict/{sup}/{case}_cac.nii.gz" for case in roles["test"]),
+        f"results/evaluate/{sup}/summary.json",
+        f"results/evaluate/{sup}/per_case.csv",
+        "results/paper/synthetic/experiments/supervised.md",
+    ]
+    for path in rewritten:
+        assert owned(path) and path in before and after[path][0] > before[path][0], path
+    untouched = {path: stamp for path, stamp in before.items() if not owned(path)}
+    assert any(f"/{run}/" in path for path in untouched)  # s2cac's model, predictions, evaluation
+    assert {path: after.get(path) for path in untouched} == untouched
+    assert {path for path in after if not owned(path)} == set(untouched)  # and nothing new beside them
+    # the paper tables that compare it are still there, and `paper` refreshes only them (no other experiment's jobs)
+    assert all(f"results/paper/synthetic/tables/{t}.csv" in after for t in ("main", "ablation", "label_ratio"))
+    refresh = _run(work, "paper")
+    assert refresh.returncode == 0, refresh.stderr[-3000:]
+    refreshed = set(_job_counts(refresh)) - {"total"}
+    assert "paper_tables" in refreshed and refreshed <= {"paper", "paper_tables", "paper_figures", "paper_environment"}
+    runs = pd.read_csv(work / "results" / "paper" / "synthetic" / "tables" / "runs.csv")
+    assert {"s2cac", "supervised"} <= set(runs["experiment"])
+    final = _outputs(work)
+    for table in ("main", "runs", "headline"):  # rebuilt from the rerun's evaluation
+        path = next(p for p in final if p.startswith(f"results/paper/synthetic/tables/{table}."))
+        assert final[path][0] > after[f"results/evaluate/{sup}/summary.json"][0], path
+    assert all(final[path] == after[path] for path in after if "/paper/" not in path and "/paper_" not in path)
 
 
 def test_synthetic_option_typo_stops_the_workflow(tmp_path):
