@@ -171,7 +171,7 @@ def window_census(slices: int, patch: tuple[int, int, int], min_sizes=(1, 3, 10)
     slicers = nnUNetPredictor._internal_get_sliding_window_slicers(predictor, padded)  # every window
     starts = [[sl.start for sl in s[1:]] for s in slicers]
     bbox = props["bbox_used_for_cropping"]
-    cand = (hu >= THRESHOLD_HU)[tuple(slice(a, b) for a, b in bbox)]
+    cand = (hu >= CALCIUM_THRESHOLD_HU)[tuple(slice(a, b) for a, b in bbox)]
     labels, n = ndimage.label(cand)
     sizes = np.bincount(labels.ravel())
     out = {"windows_total": len(starts), "network_shape": list(map(int, net_shape))}
@@ -204,11 +204,11 @@ def main() -> int:
         c = window_census(args.slices, patch)
         print(
             f"scan {args.slices} x 512 x 512, network grid {c['network_shape']}, patch {patch}: windows kept "
-            f"{c['kept_min1']} of {c['windows_total']} ({c['candidates_min1']} voxels >= {THRESHOLD_HU:g} HU)"
+            f"{c['kept_min1']} of {c['windows_total']} ({c['candidates_min1']} voxels >= {CALCIUM_THRESHOLD_HU:g} HU)"
         )
         for m in (3, 10):
             print(
-                f"  if only 6-connected components of >= {m} voxels >= {THRESHOLD_HU:g} HU counted "
+                f"  if only 6-connected components of >= {m} voxels >= {CALCIUM_THRESHOLD_HU:g} HU counted "
                 f"({c[f'candidates_min{m}']} voxels): {c[f'kept_min{m}']} windows"
             )
         return 0
