@@ -95,7 +95,12 @@ class SemiSupervisedTrainer(BaseTrainer):
 
     def teacher_noise(self, x: torch.Tensor) -> torch.Tensor:
         """clamp(N(0, sigma^2), +-clip) with sigma and clip given in HU, on the network's intensity scale."""
-        # one HU on the [0, 1] scale the network sees, per input channel (each has its own window width)
+        widths = {w.width for w in self.hu_windows}
+        if len(widths) == 1:  # one HU on the [0, 1] scale the network sees: the same unit for every channel
+            unit = 1.0 / widths.pop()
+            sigma, clip = self.cfg.teacher_noise_sigma_hu * unit, self.cfg.teacher_noise_clip_hu * unit
+            return (torch.randn_like(x) * sigma).clamp(-clip, clip)
+        # channels through windows of different widths: one unit per channel
         unit = torch.tensor([1.0 / w.width for w in self.hu_windows], dtype=x.dtype, device=x.device)
         unit = unit.view(1, -1, *([1] * (x.dim() - 2)))
         sigma, clip = self.cfg.teacher_noise_sigma_hu * unit, self.cfg.teacher_noise_clip_hu * unit
