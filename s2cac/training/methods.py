@@ -95,16 +95,14 @@ class SemiSupervisedTrainer(BaseTrainer):
 
     def teacher_noise(self, x: torch.Tensor) -> torch.Tensor:
         """clamp(N(0, sigma^2), +-clip) with sigma and clip given in HU, on the network's intensity scale."""
-        widths = {w.width for w in self.hu_windows}
-        if len(widths) == 1:  # one HU on the [0, 1] scale the network sees: the same unit for every channel
-            unit = 1.0 / widths.pop()
+        if x.shape[1] != len(self.hu_windows):
+            raise ValueError(f"input has {x.shape[1]} channels, the dataset {len(self.hu_windows)} HU windows")
+        noise = torch.randn_like(x)
+        for c, window in enumerate(self.hu_windows):  # one HU on channel c's [0, 1] scale is 1 / its window width
+            unit = 1.0 / window.width
             sigma, clip = self.cfg.teacher_noise_sigma_hu * unit, self.cfg.teacher_noise_clip_hu * unit
-            return (torch.randn_like(x) * sigma).clamp(-clip, clip)
-        # channels through windows of different widths: one unit per channel
-        unit = torch.tensor([1.0 / w.width for w in self.hu_windows], dtype=x.dtype, device=x.device)
-        unit = unit.view(1, -1, *([1] * (x.dim() - 2)))
-        sigma, clip = self.cfg.teacher_noise_sigma_hu * unit, self.cfg.teacher_noise_clip_hu * unit
-        return torch.maximum(torch.minimum(torch.randn_like(x) * sigma, clip), -clip)
+            noise[:, c] = (noise[:, c] * sigma).clamp(-clip, clip)  # scalar maths: one window rounds as it always did
+        return noise
 
     def after_optimizer_step(self) -> None:
         cfg = self.cfg
