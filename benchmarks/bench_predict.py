@@ -11,10 +11,15 @@ each in its own subprocess (its own peak RSS and CPU time), all in the same run:
 - ``tiny_before``: S2CAC ``tiny`` through our predictor as it was before window skipping (every window, one
   per call);
 - ``tiny_noskip``: every window, ``window_batch`` windows per call;
-- ``tiny_skip``: what ``s2cac predict`` now does: windows that cannot change a voxel >= 130 HU are skipped.
+- ``tiny_skip``: what ``s2cac predict`` now does: windows that cannot change a voxel >= 130 HU are skipped, and
+  the network runs with BatchNorm folded into its convolutions and channels-last memory
+  (``DualPathNet.fused_for_inference``);
+- ``tiny_unfused``: ``tiny_skip`` with the network as trained (``make_predictor(..., fuse=False)``), i.e. what
+  ``predict`` did before the fused network.
 
 The exported masks (network AND HU >= 130) of ``tiny_skip`` and ``tiny_noskip`` must be identical (checked);
-the voxels where they differ from ``tiny_before`` (float rounding of batched convolutions) are counted.
+the voxels where they differ from ``tiny_before`` and ``tiny_unfused`` (float rounding of batched or folded
+convolutions) are counted.
 Weights are random: this measures speed, not accuracy. CPU time = the process's user + system seconds (all
 its threads), reported beside wall time because the machine may be shared.
 
@@ -22,6 +27,7 @@ its threads), reported beside wall time because the machine may be shared.
     .venv/bin/python benchmarks/bench_predict.py --slices 64         # the full-size scan
     .venv/bin/python benchmarks/bench_predict.py --variants tiny_skip paper_skip   # also the paper network
     .venv/bin/python benchmarks/bench_predict.py --slices 64 --census  # where the kept windows come from
+    .venv/bin/python benchmarks/bench_predict.py --slices 64 --variants tiny_skip tiny_unfused  # fused network
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 PLANS_SPACING = (3.0, 0.369, 0.369)  # the paper's target spacing
 SCAN_SPACING_XY = 0.43
-VARIANTS = ("nnunet_plain", "tiny_before", "tiny_noskip", "tiny_skip", "paper_skip")
+VARIANTS = ("nnunet_plain", "tiny_before", "tiny_noskip", "tiny_skip", "tiny_unfused", "paper_skip")
 # initial calcium probability of the random networks: high enough that they mark voxels >= 130 HU, so that the
 # mask comparisons below compare something (0.01 marked none)
 FG_PRIOR = 0.3
@@ -97,7 +103,8 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
     config = {"network": preset, "network_overrides": {"fg_prior": FG_PRIOR}, "use_score_head": True}
     model = LoadedModel(net.state_dict(), make_plans(patch, PLANS_SPACING), make_dataset_json(), config, "bench")
     batch = 1 if variant in ("nnunet_plain", "tiny_before") else window_batch
-    predictor = make_predictor(model, device="cpu", step=0.5, window_batch=batch)
+    fuse = variant not in ("nnunet_plain", "tiny_before", "tiny_unfused")
+    predictor = make_predictor(model, device="cpu", step=0.5, window_batch=batch, fuse=fuse)
     n_params = sum(
         p.numel() for n, p in net.named_parameters() if not n.startswith(("memory", "pos_", "conn", "score"))
     )
@@ -116,7 +123,7 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
         pm, cm, ds = predictor.plans_manager, predictor.configuration_manager, predictor.dataset_json
         base.manual_initialization(plain, pm, cm, [plain.state_dict()], ds, "PlainConvUNet", (0, 1, 2))
         predictor, n_params = base, sum(p.numel() for p in plain.parameters())
-    threshold = CALCIUM_THRESHOLD_HU if variant.endswith("_skip") else None
+    threshold = CALCIUM_THRESHOLD_HU if variant.endswith(("_skip", "_unfused")) else None
     predict_network_labels(predictor, hu[: patch[0], :256, :256], spacing, threshold_hu=threshold)  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
     labels, stats = predict_network_labels(predictor, hu, spacing, threshold_hu=threshold)
@@ -190,7 +197,7 @@ def main() -> int:
     parser.add_argument("--patch", type=int, nargs=3, default=[16, 128, 128], metavar=("Z", "Y", "X"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window-batch", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:4]))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:5]))
     parser.add_argument("--census", action="store_true", help="only count the windows kept (no network runs)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -247,9 +254,13 @@ def main() -> int:
         print(f"exported masks tiny_skip == tiny_noskip: {same}")
         if not same:
             return 1
-    if "tiny_skip" in masks and "tiny_before" in masks:
-        diff = int((masks["tiny_skip"] != masks["tiny_before"]).sum())
-        print(f"exported voxels differing tiny_skip vs tiny_before: {diff} of {int(masks['tiny_before'].sum())}")
+    for other in ("tiny_unfused", "tiny_before"):
+        if "tiny_skip" in masks and other in masks:
+            diff = int((masks["tiny_skip"] != masks[other]).sum())
+            print(f"exported voxels differing tiny_skip vs {other}: {diff} of {int(masks[other].sum())}")
+    if "tiny_skip" in results and "tiny_unfused" in results:
+        s, u = results["tiny_skip"], results["tiny_unfused"]
+        print(f"CPU-time ratio tiny_skip / tiny_unfused: {s['cpu_s'] / u['cpu_s']:.3f}")
     return 0
 
 

@@ -218,3 +218,58 @@ def test_connection_pools_before_projecting_as_if_after():
         slow = F.adaptive_avg_pool3d(block.proj(feats), block.token_grid)
         fast = block.proj(F.adaptive_avg_pool3d(feats, block.token_grid))
     assert torch.allclose(slow, fast, atol=1e-5)
+
+
+def _trained_like(preset: str, **overrides) -> DualPathNet:
+    """A network whose BatchNorm layers hold non-trivial statistics and affine parameters (folding them into the
+    convolutions is then not the identity)."""
+    torch.manual_seed(1)
+    net = build_network(preset, **overrides)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("segmentation_only", [True, False])
+def test_fused_for_inference_computes_the_eval_network(channels_last, segmentation_only):
+    net = _trained_like("tiny", num_classes=3)
+    net.segmentation_only = segmentation_only
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fused = net.fused_for_inference(channels_last=channels_last)
+    x = torch.randn(2, 1, 4, 32, 48)
+    with torch.no_grad():
+        ref, out = net(x), fused(x)
+    if segmentation_only:
+        ref, out = (ref,), (out,)
+    for r, o in zip(ref, out, strict=True):
+        assert o.shape == r.shape
+        torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
+    # no BatchNorm left, folded into the convolutions; the original network is untouched
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    w = fused.decoder[0][0][0].weight  # (32, 48, 3, 3, 3): the two layouts differ
+    assert w.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+    # what nnU-Net does before predicting: load the (fused) network's own parameters into it
+    fused.load_state_dict(fused.state_dict())
+
+
+def test_fused_for_inference_folds_the_statistics_not_ignores_them():
+    net = _trained_like("tiny")
+    net.segmentation_only = True
+    fused = net.fused_for_inference()
+    x = torch.randn(1, 1, 2, 32, 32)
+    with torch.no_grad():
+        net.stages[0][0].bn1.running_var.mul_(4.0)  # the copy must not depend on the original's buffers
+        changed = net(x)
+        net.stages[0][0].bn1.running_var.div_(4.0)
+        ref, out = net(x), fused(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert (changed - ref).abs().max() > 1e-3

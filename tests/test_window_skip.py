@@ -158,3 +158,60 @@ def test_progress_line_within_a_case(predictor, capsys) -> None:
     predict_network_labels(p, _body((6, 80, 96), seed=3, n_blobs=2), PLANS_SPACING, threshold_hu=THRESHOLD)
     err = capsys.readouterr().err
     assert "caseX: window " in err and " skipped)" in err
+
+
+def test_cpu_predictor_runs_the_fused_network_with_the_same_labels() -> None:
+    """On a CPU the predictor runs the network with BatchNorm folded and channels-last memory (fuse=True, the
+    default); its labels equal the unfused network's up to float-rounding ties."""
+    model = _model()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so that folding them is not the identity
+        gen = torch.Generator().manual_seed(2)
+        for key, value in model.state_dict.items():
+            if key.endswith("running_var"):
+                value.copy_(torch.rand(value.shape, generator=gen) * 1.5 + 0.5)
+            elif key.endswith("running_mean"):
+                value.copy_(torch.rand(value.shape, generator=gen) - 0.5)
+    fused = make_predictor(model, device="cpu")
+    plain = make_predictor(model, device="cpu", fuse=False)
+    is_bn = lambda m: isinstance(m, torch.nn.BatchNorm3d)  # noqa: E731
+    assert not any(map(is_bn, fused.network.modules())) and any(map(is_bn, plain.network.modules()))
+    hu = _body((6, 128, 128), seed=3, n_blobs=4)
+    a = predict_network_labels(fused, hu, PLANS_SPACING)[0]
+    b = predict_network_labels(plain, hu, PLANS_SPACING)[0]
+    assert (b != 0).any() and (b == 0).any(), "the test needs both classes to mean anything"
+    assert (a != b).mean() <= 1e-4, int((a != b).sum())
+
+
+@pytest.mark.parametrize(
+    ("shape", "new_shape", "current", "new", "threaded_path"),
+    [
+        ((1, 7, 40, 44), (7, 47, 51), (3.0, 0.5, 0.5), (3.0, 0.43, 0.43), True),  # thick slices, same count
+        ((2, 7, 40, 44), (7, 31, 33), (3.0, 0.5, 0.5), (3.0, 0.65, 0.65), True),  # two channels (logits)
+        ((1, 7, 40, 44), (9, 47, 51), (3.0, 0.5, 0.5), (2.5, 0.43, 0.43), False),  # slice count changes
+        ((1, 12, 40, 44), (14, 47, 51), (0.6, 0.5, 0.5), (0.5, 0.43, 0.43), False),  # isotropic: 3D resampling
+    ],
+)
+@pytest.mark.parametrize("order", [1, 3])
+def test_threaded_resampling_is_nnunets(shape, new_shape, current, new, threaded_path, order) -> None:
+    """Slice blocks on threads give nnU-Net's array exactly; other cases run nnU-Net's call as is."""
+    from functools import partial
+
+    from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
+
+    from s2cac.inference.resampling import slicewise, threaded
+
+    fn = partial(resample_data_or_seg_to_shape, is_seg=False, order=order, order_z=0, force_separate_z=None)
+    data = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    assert slicewise(fn, data, new_shape, current, new) == threaded_path
+    ref = fn(data, new_shape, current, new)
+    for threads in (2, 3):
+        out = threaded(fn, threads)(torch.from_numpy(data) if shape[0] == 2 else data, new_shape, current, new)
+        assert out.dtype == ref.dtype
+        np.testing.assert_array_equal(out, ref)
+
+
+def test_predictor_resamples_on_threads() -> None:
+    from s2cac.inference.resampling import PredictionConfigurationManager
+
+    predictor = make_predictor(_model(), device="cpu")
+    assert isinstance(predictor.configuration_manager, PredictionConfigurationManager)

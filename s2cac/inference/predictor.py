@@ -42,6 +42,7 @@ def make_predictor(
     tta: bool = False,
     patch_size: Sequence[int] | None = None,
     window_batch: int = 2,
+    fuse: bool = True,
 ) -> Any:
     """An initialised ``nnUNetPredictor`` for ``model``.
 
@@ -55,6 +56,9 @@ def make_predictor(
         window_batch: sliding windows per network call (>= 1; 1 = nnU-Net's own loop). 2 is ~7x faster than 1
             for ``tiny`` on CPU (torch's oneDNN convolutions instead of its slow path for batch 1); logits then
             differ from batch 1 by float rounding (~1e-5), which can flip an argmax tie.
+        fuse: on a CPU, run :meth:`~s2cac.nets.dualpath.DualPathNet.fused_for_inference` (BatchNorm folded into
+            the convolutions, channels-last memory): ~1.6x faster for ``tiny``; logits differ from the unfused
+            network by float rounding (~1e-5). False = the network as trained. Ignored on a GPU.
 
     Returns:
         an ``nnUNetPredictor`` (:class:`~s2cac.inference.window_skip.S2CACPredictor`), ready for
@@ -62,6 +66,7 @@ def make_predictor(
     """
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+    from s2cac.inference.resampling import PredictionConfigurationManager
     from s2cac.inference.window_skip import S2CACPredictor
 
     if not 0.0 < float(step) <= 1.0:
@@ -79,6 +84,11 @@ def make_predictor(
         plans["configurations"][CONFIGURATION]["patch_size"] = patch
     network.segmentation_only = True  # nnU-Net expects logits only
     dev = resolve_device(device)
+    params = model.state_dict
+    if fuse and dev.type == "cpu":
+        network.load_state_dict(params)  # the BatchNorm statistics are folded into the weights
+        network = network.fused_for_inference()
+        params = network.state_dict()  # what nnU-Net loads into the network before predicting
     with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints a notice for CPU devices
         predictor = S2CACPredictor(
             tile_step_size=float(step),
@@ -93,11 +103,12 @@ def make_predictor(
     predictor.hu_windows = model.hu_windows  # one per input channel (predict_network_labels windows the HU)
     plans_manager = PlansManager(plans)
     try:
-        conf = plans_manager.get_configuration(CONFIGURATION)
+        # the same resampling, slice blocks on torch's threads where that gives the same array (resampling.py)
+        conf = PredictionConfigurationManager(plans_manager.get_configuration(CONFIGURATION).configuration)
     except Exception as err:  # noqa: BLE001 - nnU-Net raises assorted errors for malformed plans
         raise ModelError(f"{model.source}: plans.json cannot be used by nnU-Net: {err}") from err
     predictor.manual_initialization(
-        network, plans_manager, conf, [model.state_dict], model.dataset_json, type(network).__name__, model.mirror_axes
+        network, plans_manager, conf, [params], model.dataset_json, type(network).__name__, model.mirror_axes
     )
     return predictor
 
