@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CORES  ?= all
+# test processes (pytest-xdist; whole test files per process, so module fixtures such as the SLURM cluster stay
+# in one process). 2 fits a 2-core machine; TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 # Every install is constrained by the lock; nothing else decides a version.
 LOCK   := requirements/lock.txt
 STAMP  := $(VENV)/.s2cac-installed
@@ -29,7 +32,7 @@ demo: setup
 	@echo ">> open results/report.html (tables, figures, config, software versions, wall time per stage)"
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: setup
 	$(VENV)/bin/ruff check s2cac tests workflow benchmarks

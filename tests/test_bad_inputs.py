@@ -109,7 +109,7 @@ def test_score_replaces_only_its_output_atomically(pair, tmp_path: Path, capsys)
     ct, mask = pair
     out = tmp_path / "s.csv"
     assert _run(["score", "--image", ct, "--mask", mask, "--out", out], capsys)[0] == 0
-    first = out.read_text()
+    first = out.read_text(encoding="utf-8")
     assert first.startswith("label,agatston") and not list(tmp_path.glob(".s.csv.tmp-*"))
 
 
@@ -287,7 +287,7 @@ def test_predict_interrupted_exits_130_keeping_finished_cases(
     code, err = _run(["predict", "--model", model_dir, "--input", scans, "--output", out, "--no-qc"], capsys)
     assert code == 130 and "interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["p0_cac.nii.gz", "p1_cac.nii.gz", "scores.csv"]
-    assert (out / "scores.csv").read_text().count("\n") == 3  # header + the two finished cases
+    assert (out / "scores.csv").read_text(encoding="utf-8").count("\n") == 3  # header + the two finished cases
 
 
 @pytest.mark.parametrize(

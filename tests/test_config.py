@@ -16,7 +16,7 @@ SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
 
 def _demo():
-    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
 
 
 def test_demo_config_is_valid_and_defaults_are_filled():
@@ -128,13 +128,13 @@ def test_rerun_policy_code_is_versioned_not_an_input():
     rules = {}
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         rule_body = r"^\s*rule (\w+):\n((?:(?!\s*rule \w+:)\s{4,}.*\n|\n)+)"
-        for name, body in re.findall(rule_body, smk.read_text(), re.M):
+        for name, body in re.findall(rule_body, smk.read_text(encoding="utf-8"), re.M):
             rules[name] = body
     assert set(rules) == set(STAGE_VERSIONS)
     for name, body in rules.items():
         assert f'version=STAGE_VERSIONS["{name}"]' in body, name
-    workflow_text = (ROOT / "Snakefile").read_text() + "".join(
-        p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk")
+    workflow_text = (ROOT / "Snakefile").read_text(encoding="utf-8") + "".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "workflow" / "rules").glob("*.smk")
     )
     assert "package_code" not in workflow_text and 'rglob("*.py")' not in workflow_text
 
@@ -147,14 +147,14 @@ def test_rules_log_and_time_under_logs():
     rule_body = r"^\s*rule (\w+):\n((?:(?!\s*rule \w+:)\s{4,}.*\n|\n)+)"
     found = 0
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for name, body in re.findall(rule_body, smk.read_text(), re.M):
+        for name, body in re.findall(rule_body, smk.read_text(encoding="utf-8"), re.M):
             log = re.search(r"^\s+log:\n\s+f?\"([^\"]+)\"", body, re.M)
             timing = re.search(r"^\s+benchmark:\n\s+f?\"([^\"]+)\"", body, re.M)
             assert log and log.group(1).startswith(f"logs/{name}/"), (name, log and log.group(1))
             assert timing and timing.group(1).startswith(f"logs/benchmarks/{name}/"), (name, timing and timing.group(1))
             found += 1
     assert found >= 10
-    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert not [line for line in ignored if line.lstrip("/").startswith("benchmarks")], ignored
 
 
@@ -164,7 +164,7 @@ def test_schema_defaults_are_the_library_defaults():
     from s2cac.hu import HUWindow
     from s2cac.inference.batch import PredictOptions
 
-    props = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
+    props = yaml.safe_load(Path(SCHEMA).read_text(encoding="utf-8"))["properties"]
     window = props["preprocess"]["properties"]["hu_window"]
     assert window["default"] == {"level": HUWindow().level, "width": HUWindow().width}
     assert {k: v["default"] for k, v in window["properties"].items()} == window["default"]

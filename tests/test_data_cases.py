@@ -13,7 +13,7 @@ from s2cac.data.cases import CaseSheetError, check_cases, load_case_sheet, valid
 
 
 def _rewrite(sheet, old, new):
-    sheet.write_text(sheet.read_text().replace(old, new))
+    sheet.write_text(sheet.read_text(encoding="utf-8").replace(old, new))
 
 
 def test_loads_and_checks_a_good_sheet(cohort):

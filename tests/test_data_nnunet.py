@@ -31,7 +31,7 @@ def test_dataset_folder_name():
 def test_raw_dataset_keeps_geometry_windows_images_and_binarises_labels(cohort, tmp_path):
     raw = write_raw_dataset(cohort, tmp_path / "raw", 42, "tiny", threads=2, progress=False)
     assert raw.name == "Dataset042_tiny"
-    meta = json.loads((raw / "dataset.json").read_text())
+    meta = json.loads((raw / "dataset.json").read_text(encoding="utf-8"))
     assert meta["channel_names"] == {"0": "rgb_to_0_1"} and meta["numTraining"] == 8
     src = sitk.ReadImage(str(cohort.parent / "images" / "case01.nii.gz"))
     img = sitk.ReadImage(str(raw / "imagesTr" / "case01_0000.nii.gz"))

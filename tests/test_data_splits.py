@@ -85,7 +85,7 @@ def test_files_are_deterministic(tmp_path):
     assert [p.name for p in a] == [p.name for p in b]
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
     assert (tmp_path / "a" / "fold2" / "labeled20.json").is_file()
-    folds = json.loads((tmp_path / "a" / "splits_final.json").read_text())
+    folds = json.loads((tmp_path / "a" / "splits_final.json").read_text(encoding="utf-8"))
     assert len(folds) == 3 and set(folds[0]) == {"train", "val"}
 
 

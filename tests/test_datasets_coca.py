@@ -99,10 +99,10 @@ def test_gated_import_places_rois_by_ascending_z(tmp_path):
     total = sum(float(row[f"agatston_{a}"]) for a in ("lm", "lad", "lcx", "rca"))
     assert float(row["agatston"]) == pytest.approx(total)
     assert row["rois_skipped"] == "1" and row["roi_mismatches"] == "1"
-    log = (out / "import_log.txt").read_text()
+    log = (out / "import_log.txt").read_text(encoding="utf-8")
     assert "ROI mismatch 1 ImageIndex 2 Right Coronary Artery: Max 600 HU but filled peak 500 HU" in log
     assert "rois_skipped_empty: 1" in log
-    assert json.loads((out / "import_summary.json").read_text()) == summary
+    assert json.loads((out / "import_summary.json").read_text(encoding="utf-8")) == summary
     roi_table = pd.read_csv(out / "roi_checks.tsv", sep="\t")
     assert len(roi_table) == 3 and roi_table["n_pixels"].tolist() == [16, 4, 15]
 
@@ -141,7 +141,7 @@ def test_series_with_a_missing_slice_is_refused_or_skipped(tmp_path):
     _assert_nothing_written(tmp_path / "out")
     summary = import_gated(tmp_path / "coca", tmp_path / "out", skip_bad_cases=True, progress=False)
     assert summary["cases"] == 2 and summary["failed_cases"] == 1
-    assert "failed case: case 3:" in (tmp_path / "out/import_log.txt").read_text()
+    assert "failed case: case 3:" in (tmp_path / "out/import_log.txt").read_text(encoding="utf-8")
 
 
 def test_missing_layout_says_what_to_fetch(tmp_path):

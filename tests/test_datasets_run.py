@@ -123,7 +123,7 @@ def test_coca_workflow_downloads_imports_and_splits(tmp_path):
     sheet = pd.read_csv(work / "results/data/coca/cases.tsv", sep="\t")
     assert len(sheet) == 6 and (sheet["negative"] == "yes").sum() == 2
     assert np.allclose(sheet["agatston"], sheet["agatston_lad"]) and (sheet["agatston_lad"] > 0).sum() == 4
-    summary = (work / "results/data/coca/import_log.txt").read_text()
+    summary = (work / "results/data/coca/import_log.txt").read_text(encoding="utf-8")
     assert "cases: 6" in summary and "negatives: 2" in summary and "roi_mismatches: 0" in summary
     raw = work / "results/nnunet/raw/Dataset520_coca"
     assert len(list((raw / "labelsTr").glob("*.nii.gz"))) == 6  # the imported cohort feeds nnU-Net unchanged
@@ -141,26 +141,26 @@ def test_coca_workflow_without_data_says_what_to_fetch(tmp_path):
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = _snakemake(work, "results/data/coca/cases.tsv")
     assert proc.returncode != 0
-    log = (work / "logs/fetch_dataset/coca.log").read_text()
+    log = (work / "logs/fetch_dataset/coca.log").read_text(encoding="utf-8")
     assert "Stanford AIMI" in log and "resources/coca/Gated_release_final/patient" in log
 
 
 def _merged(*files: str) -> dict:
     from snakemake.utils import update_config
 
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
     for f in files:
-        update_config(cfg, yaml.safe_load((ROOT / "config" / f).read_text()))
+        update_config(cfg, yaml.safe_load((ROOT / "config" / f).read_text(encoding="utf-8")))
     return cfg
 
 
 def test_real_config_sets_every_demo_shortcut_back_to_the_method():
     """The demo's CPU settings must not leak into a real cohort's run (the configs are merged key by key)."""
-    demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
     cfg = _merged("real.yaml", "coca.yaml")
     method = {f.name: f.default for f in dataclasses.fields(MethodConfig) if f.default is not dataclasses.MISSING}
     nsb = {f.name: f.default for f in dataclasses.fields(NSBConfig)}
-    real = yaml.safe_load((ROOT / "config" / "real.yaml").read_text())["training"]["defaults"]
+    real = yaml.safe_load((ROOT / "config" / "real.yaml").read_text(encoding="utf-8"))["training"]["defaults"]
     for key, value in demo["training"]["defaults"].items():
         assert key in real, f"config/real.yaml must set training.defaults.{key} back (the demo sets it)"
         if key == "nsb":
@@ -170,7 +170,9 @@ def test_real_config_sets_every_demo_shortcut_back_to_the_method():
             assert real[key] == method[key], f"training.defaults.{key}: {real[key]!r}, method {method[key]!r}"
     assert cfg["preprocess"]["patch_size"] == [24, 256, 256]
     for key in demo["splits"]:
-        assert key in yaml.safe_load((ROOT / "config" / "real.yaml").read_text())["splits"], f"splits.{key}"
+        assert key in yaml.safe_load((ROOT / "config" / "real.yaml").read_text(encoding="utf-8"))["splits"], (
+            f"splits.{key}"
+        )
     assert cfg["splits"]["n_folds"] == 5 and len(cfg["splits"]["labeled_ratios"]) > 1
     assert cfg["dataset"]["source"] == "coca" and cfg["dataset"]["name"] == "coca"
     validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)

@@ -99,7 +99,7 @@ def test_synopsis_notation():
 
 
 def test_make_targets_in_docs_exist():
-    targets = set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
+    targets = set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M))
     missing = {c.text for c in _of("make") if c.text.split()[1] not in targets}
     assert not missing, f"Makefile has no target for {missing}"
 
@@ -155,9 +155,9 @@ def test_documented_snakemake_command_plans(tmp_path, where, args):
 def _python_snippets() -> list[tuple[str, str]]:
     fence = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
     return [
-        (f"{doc.relative_to(ROOT)}:{doc.read_text().count(chr(10), 0, m.start()) + 2}", m.group(1))
+        (f"{doc.relative_to(ROOT)}:{doc.read_text(encoding='utf-8').count(chr(10), 0, m.start()) + 2}", m.group(1))
         for doc in DOCS
-        for m in fence.finditer(doc.read_text())
+        for m in fence.finditer(doc.read_text(encoding="utf-8"))
     ]
 
 

@@ -208,7 +208,9 @@ def test_documented_inference_and_scoring_commands_run_in_order(world: Path, cap
 
 
 def test_inference_python_snippet_runs(world: Path):
-    snippet = re.search(r"^```python\n(.*?)^```", (ROOT / "docs" / "inference.md").read_text(), re.M | re.S)
+    snippet = re.search(
+        r"^```python\n(.*?)^```", (ROOT / "docs" / "inference.md").read_text(encoding="utf-8"), re.M | re.S
+    )
     assert snippet and "predict_path" in snippet.group(1)
     namespace: dict = {}
     exec(compile(ast.parse(snippet.group(1)), "docs/inference.md", "exec"), namespace)  # noqa: S102

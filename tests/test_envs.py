@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _lock():
     pins = {}
-    for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
+    for line in (ROOT / "requirements" / "lock.txt").read_text(encoding="utf-8").splitlines():
         line = line.split("#")[0].strip()
         if line:
             name, version = line.split("==")
@@ -46,7 +46,7 @@ def test_every_env_pin_equals_the_lock():
     envs = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
     assert {p.stem for p in envs} >= {"data", "torch", "analysis"}
     for path in envs:
-        env = yaml.safe_load(path.read_text())
+        env = yaml.safe_load(path.read_text(encoding="utf-8"))
         deps = env["dependencies"]
         assert "python=3.11" in deps, path
         pip = next(d["pip"] for d in deps if isinstance(d, dict))
@@ -65,7 +65,7 @@ def test_env_files_are_up_to_date_with_the_lock():
 
 
 def test_every_rule_env_exists():
-    text = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     used = set(re.findall(r'"\.\./envs/([\w-]+\.yaml)"', text))
     assert used, "rules name no conda env"
     for name in used:

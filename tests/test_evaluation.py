@@ -159,7 +159,7 @@ def test_evaluate_cli_folders_and_sheet(tmp_path: Path) -> None:
     assert len(per_case) == 6 and per_case["case_id"].tolist()[0] == "c0"
     for col in ("dice", "hd95_mm", "msd_mm", "lesion_tp", "agatston_pred", "agatston_ref", "mass_mg_ref", "risk_ref"):
         assert col in per_case.columns
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert {"metrics", "lesion", "agreement", "risk"} <= set(summary)
     assert summary["options"] == {**EvaluationOptions(mass_calibration=0.7).to_dict()}  # every option, by name
     assert not pd.read_csv(out / "summary.csv").empty
@@ -229,7 +229,7 @@ def test_evaluation_defaults_are_the_scoring_and_schema_defaults() -> None:
     scoring = {k: p.default for k, p in inspect.signature(score_mask).parameters.items() if k in opts.score_options()}
     assert opts.score_options() == scoring
     schema_file = Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml"
-    schema = yaml.safe_load(schema_file.read_text())["properties"]
+    schema = yaml.safe_load(schema_file.read_text(encoding="utf-8"))["properties"]
     evaluate_schema = schema["evaluate"]["properties"]
     assert evaluate_schema["lesion_connectivity"]["default"] == opts.lesion_connectivity
     assert evaluate_schema["lesion_connectivity"]["enum"] == list(LESION_CONNECTIVITIES)

@@ -52,7 +52,7 @@ def test_evaluate_scores_cli(tmp_path, capsys):
     scores.to_csv(tmp_path / "scores.csv", index=False)
     args = ["evaluate-scores", "--cases", str(tmp_path / "cases.tsv"), "--scores", str(tmp_path / "scores.csv")]
     assert main([*args, "--out-dir", str(tmp_path / "out")]) == 1  # two cases without a prediction
-    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    summary = json.loads((tmp_path / "out/summary.json").read_text(encoding="utf-8"))
     assert summary["n_cases"] == 4 and summary["risk"]["accuracy"] == pytest.approx(0.75)
     assert "4 cases" in capsys.readouterr().out
     assert main([*args[:-1], str(tmp_path / "none.csv"), "--out-dir", str(tmp_path / "o2")]) == 2

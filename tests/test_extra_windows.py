@@ -63,7 +63,7 @@ def test_raw_dataset_writes_one_channel_file_per_window(tmp_path: Path) -> None:
     hu = rng.integers(-1000, 4000, (4, 16, 16)).astype(np.int16)
     _write_case(tmp_path, hu)
     folder = write_raw_dataset(tmp_path / "cases.tsv", tmp_path / "raw", 7, "Two", extra_windows=[HIGH], progress=False)
-    info = json.loads((folder / "dataset.json").read_text())
+    info = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     assert info["channel_names"] == {"0": "rgb_to_0_1", "1": "rgb_to_0_1"}
     assert info["s2cac_extra_hu_windows"] == [EXTRA_WINDOW]
     assert windows_from_dataset_json(info) == (HUWindow(), HIGH)
@@ -72,7 +72,7 @@ def test_raw_dataset_writes_one_channel_file_per_window(tmp_path: Path) -> None:
         assert np.array_equal(img, window_hu(hu, window))
     # without extra windows: one channel and no key, as before the option existed
     one = write_raw_dataset(tmp_path / "cases.tsv", tmp_path / "raw1", 8, "One", progress=False)
-    info = json.loads((one / "dataset.json").read_text())
+    info = json.loads((one / "dataset.json").read_text(encoding="utf-8"))
     assert info["channel_names"] == {"0": "rgb_to_0_1"} and "s2cac_extra_hu_windows" not in info
     assert sorted(p.name for p in (one / "imagesTr").iterdir()) == ["c0_0000.nii.gz"]
 
@@ -83,7 +83,7 @@ def test_cli_extra_window_option(tmp_path: Path) -> None:
     _write_case(tmp_path, np.full((4, 16, 16), 500, np.int16))
     args = ["nnunet-raw", "--cases", str(tmp_path / "cases.tsv"), "--raw-root", str(tmp_path / "raw")]
     assert main([*args, "--dataset-id", "9", "--name", "X", "--extra-window", "1700", "2600"]) == 0
-    info = json.loads((tmp_path / "raw" / "Dataset009_X" / "dataset.json").read_text())
+    info = json.loads((tmp_path / "raw" / "Dataset009_X" / "dataset.json").read_text(encoding="utf-8"))
     assert info["s2cac_extra_hu_windows"] == [EXTRA_WINDOW]
 
 

@@ -44,7 +44,7 @@ def paper_template() -> dict[str, torch.Tensor]:
 
 @pytest.mark.skipif(not REFERENCE_TSV.exists(), reason="shared reference not present")
 def test_shipped_layout_equals_reference() -> None:
-    assert LAYOUT_TSV.read_text() == REFERENCE_TSV.read_text()
+    assert LAYOUT_TSV.read_text(encoding="utf-8") == REFERENCE_TSV.read_text(encoding="utf-8")
 
 
 def test_checkpoint_has_every_key_and_loads_without_unsafe_pickle(ckpt_file: Path) -> None:

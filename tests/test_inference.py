@@ -213,12 +213,12 @@ def test_tampered_or_wrong_model_is_refused(package: Path, model_dir: Path, tmp_
     import shutil
 
     shutil.copytree(model_dir, folder)
-    cfg = json.loads((folder / "config.json").read_text())
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     (folder / "config.json").write_text(json.dumps({**cfg, "network": "paper", "network_overrides": {}}))
     with pytest.raises(ModelError, match="weights do not match"):
         load_model(folder)
     # 4) plans declare another normalisation than our HU window
-    plans = json.loads((model_dir / "plans.json").read_text())
+    plans = json.loads((model_dir / "plans.json").read_text(encoding="utf-8"))
     plans["configurations"]["3d_fullres"]["normalization_schemes"] = ["CTNormalization"]
     shutil.copytree(model_dir, tmp_path / "ct_norm")
     (tmp_path / "ct_norm" / "plans.json").write_text(json.dumps(plans))

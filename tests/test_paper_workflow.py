@@ -28,7 +28,7 @@ def _job_counts(out: str) -> dict[str, int]:
 
 
 def _demo(work: Path, **changes) -> None:
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
     for key, value in changes.items():
         section, name = key.split("__")
         cfg.setdefault(section, {})[name] = value
@@ -44,7 +44,7 @@ def test_paper_config_plans_the_full_grid_on_a_stand_in_case_sheet(tmp_path: Pat
     proc = _dry(work, "paper", "--configfile", str(ROOT / "config" / "paper.yaml"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = _job_counts(proc.stdout)
-    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text(encoding="utf-8"))
     runs_per_ratio = len(paper["splits"]["folds"]) * len(paper["splits"]["seeds"])
     ratios = len(paper["splits"]["labeled_ratios"])
     main = 1 + len(paper["paper"]["baselines"])
@@ -96,7 +96,7 @@ def test_bad_paper_config_is_named(tmp_path: Path, change: dict, needle: str) ->
 
 def test_threshold_is_a_reserved_experiment_name(tmp_path: Path) -> None:
     work = tmp_path / "work"
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
     cfg["experiments"]["threshold"] = {}
     (work / "config").mkdir(parents=True)
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))

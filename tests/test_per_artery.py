@@ -105,7 +105,7 @@ def test_raw_dataset_keeps_artery_labels(tmp_path: Path) -> None:
     folder = write_raw_dataset(
         tmp_path / "cases.tsv", tmp_path / "raw", 6, "Art", label_mode="arteries", progress=False
     )
-    assert json.loads((folder / "dataset.json").read_text())["labels"] == ARTERY_DATASET
+    assert json.loads((folder / "dataset.json").read_text(encoding="utf-8"))["labels"] == ARTERY_DATASET
     kept = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labelsTr" / "c0.nii.gz")))
     assert set(np.unique(kept)) == {0, 1, 4}
 
@@ -164,7 +164,7 @@ def test_train_and_predict_arteries_on_the_tiny_dataset(tiny_artery_dataset, tmp
     assert summary["status"] == "trained" and summary["best_ema_pseudo_dice"] > 0  # mean Dice over arteries
     ckpt = load_safe(tmp_path / "m" / "checkpoint_final.pth")
     assert ckpt["network_kwargs"]["num_classes"] == 5 and ckpt["network_weights"]["head.weight"].shape[0] == 5
-    assert json.loads((tmp_path / "m" / "dataset.json").read_text())["labels"] == ARTERY_DATASET
+    assert json.loads((tmp_path / "m" / "dataset.json").read_text(encoding="utf-8"))["labels"] == ARTERY_DATASET
     # a test case of the fixture, back in HU (the fixture's images are on the 130/850 window's 0..255 scale)
     raw = sorted((pre.parents[1] / "raw").glob("*/imagesTr"))[0] / f"{split['test'][0]}_0000.nii.gz"
     img = sitk.ReadImage(str(raw))

@@ -126,7 +126,7 @@ def test_raw_dataset_records_training_data(tmp_path: Path) -> None:
         rows.append(f"c{i}\timg{i}.nii.gz\tlab{i}.nii.gz")
     (tmp_path / "cases.tsv").write_text("\n".join(rows) + "\n")
     folder = write_raw_dataset(tmp_path / "cases.tsv", tmp_path / "raw", 5, "Demo", progress=False)
-    info = json.loads((folder / "dataset.json").read_text())["s2cac_training_data"]
+    info = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))["s2cac_training_data"]
     assert info["kind"] == "synthetic" and info["n_scans"] == 2 and info["dataset"] == "Demo"
     assert info["spacing_xy_mm"] == [0.6, 0.8] and info["fov_mm"] == [round(96 * 0.6, 4), round(96 * 0.8, 4)]
 

@@ -54,7 +54,7 @@ def test_score_json_with_mass_and_options(case, tmp_path: Path) -> None:
     out = tmp_path / "scores.json"
     args = ["score", "--image", str(image), "--mask", str(mask), "--out", str(out), "--json"]
     assert main([*args, "--mass-calibration", "0.8", "--min-area-mm2", "2"]) == 0
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text(encoding="utf-8"))
     total = data["scores"][-1]
     assert total["label"] == "total"
     assert total["agatston"] == pytest.approx(4.5)  # the 1 mm^2 lesion is dropped

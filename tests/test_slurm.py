@@ -137,7 +137,7 @@ def _pythonpath() -> str:
 
 def _test_profile(dest: Path) -> Path:
     """workflow/profiles/slurm with the few settings this test cluster needs (everything else as shipped)."""
-    cfg = yaml.safe_load(PROFILE.read_text())
+    cfg = yaml.safe_load(PROFILE.read_text(encoding="utf-8"))
     cfg["default-resources"]["slurm_partition"] = "debug"  # SITE setting: the cluster has no default partition
     for res in cfg["set-resources"].values():
         if "slurm_partition" in res:
@@ -341,7 +341,7 @@ def test_training_killed_by_time_limit_resumes_from_its_checkpoint(slurm_env, sl
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
         while not (model / "checkpoint_latest.pth").is_file():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-5000:]
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")[-5000:]
             time.sleep(1)
         first = _running_job(slurm_env, "train", timeout=60)
         # a 1-minute limit (SLURM counts whole minutes): slurmctld kills the job at its first check (every 30 s)
@@ -349,11 +349,11 @@ def test_training_killed_by_time_limit_resumes_from_its_checkpoint(slurm_env, sl
         assert _run(["scontrol", "update", f"JobId={first}", "TimeLimit=1"], slurm_env, 60).returncode == 0
         resumed = re.compile(r"resuming from .*checkpoint_latest\.pth at epoch (\d+)")
         while not resumed.search(_read(model / "training_log.txt")):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-5000:]
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")[-5000:]
             time.sleep(1)
     finally:
         _stop_group(proc, grace=120)  # like Ctrl-C: snakemake cancels its SLURM jobs (scancel) and exits
-    out = log.read_text()
+    out = log.read_text(encoding="utf-8")
     subs = dict(_submissions(out))
     assert first in subs, out[-5000:]
     assert _jobs(slurm_env)[first]["JobState"] == "TIMEOUT"
@@ -377,7 +377,7 @@ def test_profile_without_a_partition_is_refused_with_the_sbatch_error(slurm_env,
     """The shipped profile leaves the partition to the site; a cluster without a default partition refuses the
     job at submission and Snakemake says why (no job runs, nothing hangs)."""
     profile = _test_profile(tmp_path / "profile")
-    cfg = yaml.safe_load((profile / "config.yaml").read_text())
+    cfg = yaml.safe_load((profile / "config.yaml").read_text(encoding="utf-8"))
     cfg["default-resources"]["slurm_partition"] = ""  # as shipped: SITE setting not made
     (profile / "config.yaml").write_text(yaml.safe_dump(cfg))
     work = _workdir(tmp_path / "slurm")
@@ -396,7 +396,7 @@ def test_failing_job_names_its_slurm_job_and_logs_then_a_rerun_finishes(slurm_en
     sheet = cohort.parent / "mine.tsv"  # beside the cohort's images: relative paths resolve there
     # an image that exists (the Snakefile checks that when it is parsed) but is no NIfTI: the import job fails
     (cohort.parent / "images" / "case99.nii.gz").write_bytes(b"not an image")
-    sheet.write_text(cohort.read_text().replace("images/case00.", "images/case99.", 1))
+    sheet.write_text(cohort.read_text(encoding="utf-8").replace("images/case00.", "images/case99.", 1))
     work = tmp_path / "work"
     (work / "config").mkdir(parents=True)
     dataset = {"name": "mine", "source": "case_sheet", "nnunet_id": 77, "case_sheet": str(sheet)}
@@ -412,7 +412,7 @@ def test_failing_job_names_its_slurm_job_and_logs_then_a_rerun_finishes(slurm_en
     assert Path(slurm_log).is_file()
     assert "case99" in (work / "logs" / "import_case_sheet" / "mine.log").read_text(encoding="utf-8")
 
-    sheet.write_text(cohort.read_text())  # fixed
+    sheet.write_text(cohort.read_text(encoding="utf-8"))  # fixed
     rerun = _snakemake(work, slurm_env, *args, timeout=600)
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
     assert (work / "results" / "data" / "mine" / "cases.tsv").is_file()

@@ -195,7 +195,9 @@ def test_threshold_baseline_is_well_below_half(cohort: Path, sheet: pd.DataFrame
     assert pos["baseline_dice"].notna().all() and base.loc[base["negative"] == "yes", "baseline_dice"].isna().all()
     assert pos["baseline_dice"].between(0, 1).all()
     assert pos["baseline_dice"].mean() < 0.5
-    summary = [ln for ln in (cohort / "threshold_baseline.tsv").read_text().splitlines() if "mean_dice" in ln]
+    summary = [
+        ln for ln in (cohort / "threshold_baseline.tsv").read_text(encoding="utf-8").splitlines() if "mean_dice" in ln
+    ]
     assert f"mean_dice={pos['baseline_dice'].mean():.4f}" in summary[0]
 
 

@@ -142,7 +142,7 @@ def test_train_20_iterations_resume_and_determinism(tiny_dataset, tmp_path):  # 
                  "split.json", "training_log.txt", "curves.png"):  # fmt: skip
         assert (ref / name).is_file(), name
     assert not (ref / "checkpoint_latest.pth").exists()
-    plans = json.loads((ref / "plans.json").read_text())
+    plans = json.loads((ref / "plans.json").read_text(encoding="utf-8"))
     assert plans["configurations"]["3d_fullres"]["patch_size"] == [8, 32, 32]
     log_lines = [
         ln for ln in (ref / "training_log.txt").read_text(encoding="utf-8").splitlines() if ln.startswith("epoch ")

@@ -47,7 +47,7 @@ def test_every_method_has_a_class_and_a_preset():
     ],
 )
 def test_demo_experiments_pick_their_class(experiment, cls):
-    doc = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    doc = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
     assert trainer_class(MethodConfig.from_dict(experiment_mapping(doc, experiment))) is cls
 
 

@@ -312,7 +312,7 @@ def test_early_stopping(tiny_dataset, tmp_path):  # noqa: F811
     out = tmp_path / "m"
     res = train_model(pre, split, cfg, out, device="cpu")
     assert res["epochs"] == 3
-    assert "early stop after epoch 3" in (out / "training_log.txt").read_text()
+    assert "early stop after epoch 3" in (out / "training_log.txt").read_text(encoding="utf-8")
 
 
 # ----- the authors' procedure -----
@@ -322,7 +322,7 @@ def test_authors_procedure_is_valid_and_in_the_demo_config():
     cfg = MethodConfig.from_dict(AUTHORS_PROCEDURE)
     for key, value in AUTHORS_PROCEDURE.items():
         assert getattr(cfg, key) == value, key
-    doc = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    doc = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text(encoding="utf-8"))
     faithful = experiment_mapping(doc, "s2cac_faithful")
     for key, value in AUTHORS_PROCEDURE.items():
         assert faithful.get(key) == value, f"config.yaml s2cac_faithful: {key} should be {value!r}"

@@ -47,9 +47,9 @@ def test_case_sheet_workflow_end_to_end(tmp_path, cohort):
     first = _run(work)
     assert first.returncode == 0, first.stderr[-3000:]
     pre = work / "results" / "nnunet" / "preprocessed" / "Dataset077_mine"
-    plans = json.loads((pre / "nnUNetPlans.json").read_text())
+    plans = json.loads((pre / "nnUNetPlans.json").read_text(encoding="utf-8"))
     assert plans["configurations"]["3d_fullres"]["patch_size"] == [8, 16, 16]
-    roles = json.loads((work / "results/splits/mine/seed0/fold1/labeled50.json").read_text())
+    roles = json.loads((work / "results/splits/mine/seed0/fold1/labeled50.json").read_text(encoding="utf-8"))
     assert len(roles["test"]) == 2 and roles["negative"]
     for rule in ("import_case_sheet", "nnunet_raw", "nnunet_preprocess", "splits"):
         assert list((work / "logs" / rule).rglob("*.log")), rule
@@ -146,7 +146,7 @@ def test_synthetic_demo_workflow_end_to_end(tmp_path):
     assert len(list((data / "images").glob("*.nii.gz"))) == 8
     pre = work / "results" / "nnunet" / "preprocessed" / "Dataset501_synthetic"
     assert len(list((pre / "nnUNetPlans_3d_fullres").glob("*_seg.b2nd"))) == 8
-    roles = json.loads((work / "results/splits/synthetic/seed0/fold0/labeled50.json").read_text())
+    roles = json.loads((work / "results/splits/synthetic/seed0/fold0/labeled50.json").read_text(encoding="utf-8"))
     assert roles["labeled"] and roles["negative"] and roles["unlabeled"]
 
     run = "synthetic/s2cac/labeled50/fold0/seed0"
@@ -167,7 +167,7 @@ def test_synthetic_demo_workflow_end_to_end(tmp_path):
     ref = pd.read_csv(data / "cases.tsv", sep="\t").set_index("case_id")
     for _, row in per_case.iterrows():  # the reference Agatston of evaluation = the case sheet's
         assert row["agatston_ref"] == pytest.approx(ref.loc[row["case_id"], "agatston"], abs=0.01)
-    assert json.loads((ev / "summary.json").read_text())
+    assert json.loads((ev / "summary.json").read_text(encoding="utf-8"))
     assert list((ev / "figures").glob("*.png"))
 
     second = _run(work)
@@ -178,7 +178,7 @@ def test_synthetic_demo_workflow_end_to_end(tmp_path):
     assert "train " in other.stdout and "nnunet_preprocess" not in other.stdout
 
     # execution settings are not method parameters: another device, threads or data workers retrain nothing
-    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text(encoding="utf-8"))
     cfg["training"]["device"] = cfg["predict"]["device"] = "auto"
     cfg["training"]["defaults"]["data_workers"] = 2
     _write_config(work, cfg)
@@ -266,14 +266,14 @@ def test_label_mode_reruns_the_export_only_when_it_changes(tmp_path):
     raw = work / "results" / "nnunet" / "raw" / "Dataset501_synthetic"
     first = _run(work, str(raw.relative_to(work)))
     assert first.returncode == 0, first.stderr[-3000:]
-    assert json.loads((raw / "dataset.json").read_text())["labels"] == {"background": 0, "calcium": 1}
+    assert json.loads((raw / "dataset.json").read_text(encoding="utf-8"))["labels"] == {"background": 0, "calcium": 1}
     _write_config(work, cfg | {"preprocess": PREPROCESS | {"labels": "binary"}})
     same = _run(work, "-n", str(raw.relative_to(work)))
     assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr, same.stdout[-2000:]
     _write_config(work, cfg | {"preprocess": PREPROCESS | {"labels": "arteries"}})
     again = _run(work, str(raw.relative_to(work)))
     assert again.returncode == 0 and "nnunet_raw" in again.stdout + again.stderr, again.stderr[-3000:]
-    labels = json.loads((raw / "dataset.json").read_text())["labels"]
+    labels = json.loads((raw / "dataset.json").read_text(encoding="utf-8"))["labels"]
     assert labels == {"background": 0, "LM": 1, "LAD": 2, "LCX": 3, "RCA": 4}
 
 
@@ -308,5 +308,5 @@ def test_artery_demo_workflow_end_to_end(tmp_path):
     ev = work / "results" / "evaluate" / run
     per_case = pd.read_csv(ev / "per_case.csv")
     assert {"agatston_LAD_pred", "agatston_LAD_ref", "n_vessels_pred", "n_vessels_ref"} <= set(per_case.columns)
-    summary = json.loads((ev / "summary.json").read_text())
+    summary = json.loads((ev / "summary.json").read_text(encoding="utf-8"))
     assert set(summary["per_artery"]) == {"LM", "LAD", "LCX", "RCA", "n_vessels"}
