@@ -24,13 +24,16 @@ def write_dicom_series(
     intercept: float = -1024.0,
     z_positions=None,
     x_shift_per_slice: float = 0.0,
+    prefix: str = "IM",
+    **extra,
 ) -> list[Path]:
-    """Write ``hu`` (z, y, x) as a CT DICOM series, one file per slice, in shuffled file-name order."""
+    """Write ``hu`` (z, y, x) as a CT DICOM series, one file per slice, in shuffled file-name order; ``extra``
+    sets further attributes on every slice (e.g. ``ImageType``, ``Modality``, ``SeriesDescription``, ``KVP``)."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid, study_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
     nz, ny, nx = hu.shape
     z_positions = [-50.0 + k * spacing_zyx[0] for k in range(nz)] if z_positions is None else z_positions
-    names = [f"IM{i:04d}.dcm" for i in range(nz)]
+    names = [f"{prefix}{i:04d}.dcm" for i in range(nz)]
     random.Random(3).shuffle(names)  # file order does not follow slice order
     paths = []
     for k in range(nz):
@@ -59,6 +62,8 @@ def write_dicom_series(
         stored = np.rint((hu[k].astype(np.float64) - intercept) / slope)
         assert stored.min() >= 0 and stored.max() < 65536
         ds.PixelData = stored.astype(np.uint16).tobytes()
+        for key, value in extra.items():
+            setattr(ds, key, value)
         path = folder / names[k]
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
@@ -197,3 +202,52 @@ def test_pydicom_can_read_what_the_helper_writes(tmp_path: Path) -> None:
     paths = write_dicom_series(tmp_path / "s", _hu_volume((2, 4, 4)))
     ds = pydicom.dcmread(paths[0])
     assert ds.Modality == "CT" and float(ds.RescaleIntercept) == -1024.0
+
+
+LOCALIZER = {"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"], "SeriesDescription": "Topogram 0.6 T20s"}
+
+
+def test_localizer_and_dose_report_beside_the_scan_are_passed_over(tmp_path: Path) -> None:
+    """A PACS export: the scan, its scout (ImageType LOCALIZER) and a non-CT secondary capture in one folder."""
+    from s2cac.inference.scan_qc import read_scan_info
+    from s2cac.io.images import pick_dicom_series
+
+    hu = _hu_volume((5, 12, 10))
+    folder = tmp_path / "exam"
+    write_dicom_series(folder, hu, prefix="CA", SeriesDescription="CaScore 3.0", KVP="120")
+    write_dicom_series(folder, _hu_volume((2, 16, 16), seed=1), prefix="LO", KVP="100", **LOCALIZER)
+    write_dicom_series(folder, _hu_volume((1, 8, 8), seed=2), prefix="DO", Modality="OT", SeriesDescription="Dose")
+    chosen, found = pick_dicom_series(folder)
+    assert len(found) == 3 and chosen.description == "CaScore 3.0" and len(chosen.files) == 5
+    array, geom = read_ct(folder)
+    np.testing.assert_array_equal(array, hu)
+    assert geom.size == (5, 12, 10)
+    assert read_scan_info(folder, geom.spacing_zyx, geom.size).kvp == 120.0  # the scan's header, not the scout's
+
+
+def test_two_candidate_series_are_refused_with_their_descriptions(tmp_path: Path) -> None:
+    folder = tmp_path / "exam"
+    write_dicom_series(folder, _hu_volume(), prefix="A", SeriesDescription="CaScore 3.0 Qr36")
+    write_dicom_series(folder, _hu_volume(seed=1), prefix="B", SeriesDescription="CaScore 1.5 Qr36")
+    write_dicom_series(folder, _hu_volume((2, 16, 16), seed=1), prefix="LO", **LOCALIZER)
+    with pytest.raises(ValueError, match=r"holds 3 DICOM series and 2 could be the scan") as err:
+        read_ct(folder)
+    assert "'CaScore 3.0 Qr36'" in str(err.value) and "'CaScore 1.5 Qr36'" in str(err.value)
+    assert "LOCALIZER" in str(err.value) and str(folder) in str(err.value)
+
+
+def test_only_localizers_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "scouts"
+    write_dicom_series(folder, _hu_volume((1, 16, 16)), prefix="LA", **LOCALIZER)
+    write_dicom_series(folder, _hu_volume((1, 16, 16), seed=1), prefix="LB", **LOCALIZER)
+    with pytest.raises(ValueError, match="none is a CT volume"):
+        read_ct(folder)
+
+
+def test_truncated_slice_is_found_beside_a_localizer(tmp_path: Path) -> None:
+    folder = tmp_path / "exam"
+    paths = write_dicom_series(folder, _hu_volume(), prefix="CA")
+    write_dicom_series(folder, _hu_volume((2, 16, 16), seed=1), prefix="LO", **LOCALIZER)
+    paths[2].write_bytes(paths[2].read_bytes()[:400])
+    with pytest.raises(ValueError, match=r"unreadable or not part of the series: " + paths[2].name):
+        read_ct(folder)

@@ -79,11 +79,13 @@ def read_scan_info(path: str | Path, spacing_zyx: Sequence[float], shape_zyx: Se
     path = Path(path)
     first: Path | None = path
     if path.is_dir():
-        first = None
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
-        if series:
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0])
-            first = Path(files[0]) if files else None
+        from s2cac.io.images import pick_dicom_series
+
+        try:  # the series read_image reads (not a localizer beside it)
+            files = pick_dicom_series(path)[0].files
+        except ValueError:
+            files = ()
+        first = Path(files[0]) if files else None
     tags: dict[str, str] = {}
     if first is not None:
         try:

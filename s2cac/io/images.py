@@ -4,6 +4,8 @@ Light on purpose (SimpleITK + numpy only): ``s2cac score`` and inference use it,
 
 - :func:`read_image`: anything SimpleITK reads (NIfTI, MHA/MHD, NRRD, ...) or a folder holding one DICOM series.
   DICOM slices are ordered by their position along the slice normal; rescale slope/intercept are applied.
+  Localizer (scout) and non-CT series beside the scan in the same folder are passed over
+  (:func:`pick_dicom_series`).
 - :func:`read_ct`: :func:`read_image` plus checks that the intensities are integer HU (returned as int16/int32).
 - :func:`read_label_map`: :func:`read_image` plus checks for non-negative integer labels and, optionally, the
   geometry of a reference image.
@@ -165,15 +167,81 @@ def _first_line(err: Exception) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
-def _read_dicom_folder(folder: Path) -> sitk.Image:
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+@dataclass(frozen=True)
+class DicomSeries:
+    """One DICOM series of a folder, described from its first file's header."""
+
+    uid: str
+    files: tuple[str, ...]
+    description: str
+    image_type: str
+    modality: str
+
+    @property
+    def is_volume_candidate(self) -> bool:
+        """False for what a scanner stores beside the CT volume: localizers (scouts, ImageType LOCALIZER) and
+        non-CT objects (secondary captures of dose reports and the like); True when the header does not say."""
+        return "LOCALIZER" not in self.image_type.upper() and self.modality.upper() in ("", "CT")
+
+    def summary(self) -> str:
+        what = ", ".join(x for x in (repr(self.description) if self.description else "", self.modality,
+                                      self.image_type.replace("\\", "/")) if x)  # fmt: skip
+        return f"{self.uid} ({len(self.files)} file(s){', ' + what if what else ''})"
+
+
+def dicom_series(folder: str | Path) -> list[DicomSeries]:
+    """The DICOM series GDCM finds in ``folder`` (not recursive), each with its files and header facts."""
+    folder = Path(folder)
+    found = []
+    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
+        files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+        tags: dict[str, str] = {}
+        if files:
+            try:
+                reader = sitk.ImageFileReader()
+                reader.SetFileName(files[0])
+                reader.ReadImageInformation()
+                tags = {k: reader.GetMetaData(k).strip() for k in ("0008|103e", "0008|0008", "0008|0060")
+                        if reader.HasMetaDataKey(k)}  # fmt: skip
+            except RuntimeError:
+                tags = {}
+        found.append(
+            DicomSeries(uid, files, tags.get("0008|103e", ""), tags.get("0008|0008", ""), tags.get("0008|0060", ""))
+        )
+    return found
+
+
+def pick_dicom_series(folder: str | Path) -> tuple[DicomSeries, list[DicomSeries]]:
+    """The CT volume series of ``folder`` and every series found there.
+
+    A folder exported from a PACS often holds, beside the scan, its localizer (scout) images and a dose report;
+    those are passed over (:attr:`DicomSeries.is_volume_candidate`). Exactly one series must remain.
+
+    Raises:
+        ValueError: no DICOM series, or several candidate series (each listed with its description).
+    """
+    folder = Path(folder)
+    series = dicom_series(folder)
     if not series:
         raise ValueError(f"{folder}: no readable DICOM series in this folder")
-    if len(series) > 1:
-        raise ValueError(f"{folder}: holds {len(series)} DICOM series ({', '.join(series)}); give a folder with one")
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
-    # GDCM silently skips files it cannot parse (e.g. a truncated slice): refuse instead of losing a slice.
-    skipped = sorted({str(f) for f in _dicom_like_files(folder)} - {str(Path(f)) for f in files})
+    candidates = [s for s in series if s.is_volume_candidate] if len(series) > 1 else series
+    if len(candidates) != 1:
+        listed = "; ".join(s.summary() for s in series)
+        why = "none is a CT volume" if not candidates else f"{len(candidates)} could be the scan"
+        raise ValueError(
+            f"{folder}: holds {len(series)} DICOM series and {why} (localizers and non-CT series are passed over): "
+            f"{listed}; give a folder with one series"
+        )
+    return candidates[0], series
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    chosen, series = pick_dicom_series(folder)
+    files = list(chosen.files)
+    # GDCM silently skips files it cannot parse (e.g. a truncated slice): refuse instead of losing a slice. Files
+    # of the series passed over (localizers, dose reports) are accounted for.
+    known = {str(Path(f)) for s in series for f in s.files}
+    skipped = sorted({str(f) for f in _dicom_like_files(folder)} - known)
     if skipped:
         names = ", ".join(Path(f).name for f in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
         raise ValueError(f"{folder}: {len(skipped)} DICOM file(s) unreadable or not part of the series: {names}")
