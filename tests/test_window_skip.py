@@ -215,3 +215,38 @@ def test_predictor_resamples_on_threads() -> None:
 
     predictor = make_predictor(_model(), device="cpu")
     assert isinstance(predictor.configuration_manager, PredictionConfigurationManager)
+
+
+def test_calcium_probability_is_the_probability_decision_and_skipping_stays_exact() -> None:
+    """``calcium_probability`` t marks a voxel when nnU-Net's exported calcium probability exceeds t (binary
+    model), masks shrink as t grows, and skipping still gives the exported mask without skipping."""
+    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+    model = _model()
+    hu = _body((6, 128, 128), seed=3, n_blobs=4)
+    base = make_predictor(model, device="cpu")
+    image = window_hu(hu, HUWindow())[None].astype(np.float32)
+    pre = base.configuration_manager.preprocessor_class(verbose=False)
+    data, _, props = pre.run_case_npy(
+        image, None, {"spacing": list(PLANS_SPACING)}, base.plans_manager, base.configuration_manager, base.dataset_json
+    )
+    logits = base.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
+    _, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
+        logits, base.plans_manager, base.configuration_manager, base.label_manager, props, return_probabilities=True
+    )
+    calcium_p = 1.0 - probs[0]
+    candidates = hu >= THRESHOLD
+    masks = {}
+    for t in (0.2, 0.5, 0.8):
+        predictor = make_predictor(model, device="cpu", calcium_probability=t)
+        labels = predict_network_labels(predictor, hu, PLANS_SPACING)[0] != 0
+        skipped = predict_network_labels(predictor, hu, PLANS_SPACING, threshold_hu=THRESHOLD)[0] != 0
+        np.testing.assert_array_equal(skipped & candidates, labels & candidates)
+        expected = calcium_p > t
+        near = np.abs(calcium_p - t) < 2e-3  # fp16 logits: the two rules may differ right at the boundary
+        assert np.array_equal(labels[~near], expected[~near]), t
+        masks[t] = labels
+    assert masks[0.8].sum() < masks[0.5].sum() < masks[0.2].sum()
+    assert not (masks[0.8] & ~masks[0.5]).any() and not (masks[0.5] & ~masks[0.2]).any()
+    with pytest.raises(ValueError, match="calcium_probability must be in"):
+        make_predictor(model, device="cpu", calcium_probability=1.0)

@@ -61,6 +61,7 @@ class PredictOptions:
     step: float = 0.5
     tta: bool = False
     threshold_hu: float = CALCIUM_THRESHOLD_HU
+    calcium_probability: float = 0.5  # the network's decision threshold (make_predictor)
     qc: bool = True
     mass_calibration: float | None = None
     window: HUWindow | None = None  # None = the window the model was trained with
@@ -74,6 +75,8 @@ class PredictOptions:
             math.isfinite(self.mass_calibration) and self.mass_calibration > 0
         ):
             raise ValueError(f"mass_calibration must be a number > 0 (mg HA/cm^3 per HU), got {self.mass_calibration}")
+        if not 0 < self.calcium_probability < 1:
+            raise ValueError(f"calcium_probability must be in (0, 1), got {self.calcium_probability}")
         if not 0 < self.step <= 1:
             raise ValueError(f"step must be in (0, 1] (a fraction of the patch), got {self.step}")
 
@@ -335,8 +338,9 @@ def predict_cases(
     if options.window is None:
         options = dataclasses.replace(options, window=loaded.hu_window)
     predictor = make_predictor(
-        loaded, device=options.device, step=options.step, tta=options.tta, patch_size=options.patch_size
-    )
+        loaded, device=options.device, step=options.step, tta=options.tta, patch_size=options.patch_size,
+        calcium_probability=options.calcium_probability,
+    )  # fmt: skip
     predictor.progress_stream = log  # a line every 10 s within a long case
     arteries = artery_labels(loaded.dataset_json) if len(loaded.dataset_json.get("labels") or {}) > 2 else {}
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="calcium voxels below this HU are removed (default 130)",
     )
     parser.add_argument(
+        "--calcium-probability", type=float, default=0.5, metavar="P",
+        help="a voxel is calcium when the network's calcium probability exceeds P (default 0.5, the argmax); "
+        "higher = fewer false positives, lower = more sensitive",
+    )  # fmt: skip
+    parser.add_argument(
         "--mass-calibration", type=positive_float, default=None, metavar="CF",
         help="calibration factor (mg HA/cm^3 per HU) for the mass score; without it mass_mg is empty",
     )  # fmt: skip
@@ -64,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         step=args.step,
         tta=args.tta,
         threshold_hu=args.threshold_hu,
+        calcium_probability=args.calcium_probability,
         qc=not args.no_qc,
         mass_calibration=args.mass_calibration,
     )
@@ -95,6 +101,8 @@ def _check_options(args: argparse.Namespace) -> None:
                 f"--patch-size {z} {y} {x}: {z * y * x:,} voxels is far beyond any GPU's memory "
                 f"(at most {MAX_PATCH_VOXELS:,}); the training patch (the default) is usually best"
             )
+    if not 0.0 < args.calcium_probability < 1.0:  # also refuses nan
+        raise CommandError(f"--calcium-probability {args.calcium_probability}: must be between 0 and 1 (exclusive)")
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise CommandError(f"--output {output}: exists and is not a folder")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,7 @@ def make_predictor(
     patch_size: Sequence[int] | None = None,
     window_batch: int = 2,
     fuse: bool = True,
+    calcium_probability: float = 0.5,
 ) -> Any:
     """An initialised ``nnUNetPredictor`` for ``model``.
 
@@ -59,6 +61,11 @@ def make_predictor(
         fuse: on a CPU, run :meth:`~s2cac.nets.dualpath.DualPathNet.fused_for_inference` (BatchNorm folded into
             the convolutions, channels-last memory): ~1.6x faster for ``tiny``; logits differ from the unfused
             network by float rounding (~1e-5). False = the network as trained. Ignored on a GPU.
+        calcium_probability: decision threshold: a voxel is calcium when the network's calcium probability
+            exceeds it (0.5 = argmax, nnU-Net's rule). Applied as ``log(p / (1 - p))`` added to the background
+            logit before nnU-Net's export (exact for a binary model; for an artery model background then wins
+            when its logit plus that offset is the largest). Higher = fewer false positives, lower = more
+            sensitive.
 
     Returns:
         an ``nnUNetPredictor`` (:class:`~s2cac.inference.window_skip.S2CACPredictor`), ready for
@@ -73,6 +80,8 @@ def make_predictor(
         raise ValueError(f"step must be in (0, 1], got {step}")
     if int(window_batch) < 1:
         raise ValueError(f"window_batch must be >= 1, got {window_batch}")
+    if not 0.0 < float(calcium_probability) < 1.0:
+        raise ValueError(f"calcium_probability must be in (0, 1), got {calcium_probability}")
     plans = copy.deepcopy(model.plans)
     network = model.build_network()
     if patch_size is not None:
@@ -100,6 +109,8 @@ def make_predictor(
             allow_tqdm=False,
         )
     predictor.window_batch = int(window_batch)
+    t = float(calcium_probability)
+    predictor.background_offset = math.log(t / (1.0 - t))  # 0.0 for 0.5
     predictor.hu_windows = model.hu_windows  # one per input channel (predict_network_labels windows the HU)
     plans_manager = PlansManager(plans)
     try:

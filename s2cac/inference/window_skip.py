@@ -120,6 +120,9 @@ class S2CACPredictor(nnUNetPredictor):
     #: single small-channel window through its slow im2col path, ~7x slower for ``tiny``; the last batch is
     #: padded with copies so that every call has the same batch size (and every window the same arithmetic).
     window_batch: int = 1
+    #: added to the background logit (network grid, before export): ``log(t / (1 - t))`` makes the decision
+    #: "calcium probability > t" (make_predictor's ``calcium_probability``); a per-voxel rule, so skipping stays exact
+    background_offset: float = 0.0
     progress_stream: IO[str] | None = None
     progress_interval_s: float = 10.0
     progress_label: str = ""
@@ -206,6 +209,8 @@ class S2CACPredictor(nnUNetPredictor):
             if bool(uncovered.any()):
                 logits[:, uncovered] = 0
                 logits[0, uncovered] = 1
+        if self.background_offset:
+            logits[0] += self.background_offset
         return logits
 
     # --- one case ------------------------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ rule predict:
     output:
         directory("results/predict/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}"),
     params:
-        options={k: v for k, v in config["predict"].items() if k != "device"},  # device: execution setting
+        # device: an execution setting; calcium_probability only when it is not the argmax (0.5), so that results
+        # from before the option existed stay up to date
+        options={k: v for k, v in config["predict"].items()
+                 if k != "device" and not (k == "calcium_probability" and v == 0.5)},
         version=STAGE_VERSIONS["predict"],
     wildcard_constraints:
         experiment=f"(?!{THRESHOLD_EXPERIMENT}/)[A-Za-z][A-Za-z0-9_]*",  # the threshold method: predict_threshold
