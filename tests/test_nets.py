@@ -273,3 +273,15 @@ def test_fused_for_inference_folds_the_statistics_not_ignores_them():
         ref, out = net(x), fused(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
     assert (changed - ref).abs().max() > 1e-3
+
+
+def test_fused_for_inference_of_the_paper_network():
+    """The paper preset (3 x 3 x 3 stem pool, 3/4/6 blocks with strided shortcuts, plain connection blocks)."""
+    net = _trained_like("paper")
+    fused = net.fused_for_inference()
+    x = torch.randn(1, 1, 2, 32, 32)
+    with torch.no_grad():
+        (ref_logits, ref_score), (logits, score) = net(x), fused(x)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(score, ref_score, rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
