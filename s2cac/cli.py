@@ -76,6 +76,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def open_unit_float(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1 (a probability that is neither never nor always)."""
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
     value = finite_float(text)

@@ -185,8 +185,8 @@ def _flip_weights_byte(package: Path, out: Path) -> Path:
     [
         ("threshold_nan", r"--threshold-hu: expected a finite number, got 'nan'"),
         ("negative_calibration", r"--mass-calibration: expected a number > 0"),
-        ("probability_one", r"--calcium-probability 1\.0: must be between 0 and 1"),
-        ("probability_nan", r"--calcium-probability nan: must be between 0 and 1"),
+        ("probability_one", r"--calcium-probability: expected a number between 0 and 1 \(exclusive\), got '1'"),
+        ("probability_nan", r"--calcium-probability: expected a finite number, got 'nan'"),
         ("device_gpu0", r"--device 'gpu0': use auto, cpu, cuda or cuda:N"),
         ("huge_patch", r"--patch-size 4000 4000 4000: .* far beyond any GPU's memory"),
         ("output_is_a_file", r"--output .*keep\.txt: exists and is not a folder"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from s2cac.cli import CommandError, finite_float, positive_float
+from s2cac.cli import CommandError, finite_float, open_unit_float, positive_float
 from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -40,7 +40,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="calcium voxels below this HU are removed (default 130)",
     )
     parser.add_argument(
-        "--calcium-probability", type=float, default=0.5, metavar="P",
+        "--calcium-probability", type=open_unit_float, default=0.5, metavar="P",
         help="a voxel is calcium when the network's calcium probability exceeds P (default 0.5, the argmax); "
         "higher = fewer false positives, lower = more sensitive",
     )  # fmt: skip
@@ -101,8 +101,6 @@ def _check_options(args: argparse.Namespace) -> None:
                 f"--patch-size {z} {y} {x}: {z * y * x:,} voxels is far beyond any GPU's memory "
                 f"(at most {MAX_PATCH_VOXELS:,}); the training patch (the default) is usually best"
             )
-    if not 0.0 < args.calcium_probability < 1.0:  # also refuses nan
-        raise CommandError(f"--calcium-probability {args.calcium_probability}: must be between 0 and 1 (exclusive)")
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise CommandError(f"--output {output}: exists and is not a folder")
