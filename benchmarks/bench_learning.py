@@ -10,6 +10,7 @@ and the training wall time per model. The threshold baseline is printed as its o
     python benchmarks/bench_learning.py                       # s2cac, supervised, mean_teacher x seeds 0 1 2
     python benchmarks/bench_learning.py --experiments s2cac s2cac_faithful --seeds 0 --cores 2
     python benchmarks/bench_learning.py --no-run              # only tabulate what the workflow already made
+    python benchmarks/bench_learning.py --decision voxel      # the same models, nnU-Net's per-voxel decision
 
 Everything the table shows comes from files the workflow wrote (results/evaluate/..., results/data/...,
 the rule benchmarks of the train jobs); the script writes the table to
@@ -148,11 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=1, help="run this many 1-thread train/predict jobs at once")
     ap.add_argument("--no-run", action="store_true", help="do not run the workflow, only tabulate")
+    ap.add_argument("--decision", choices=("lesion", "voxel"), default=None,
+                    help="predict.decision for this run (default: the config's); trainings are reused")  # fmt: skip
     args = ap.parse_args(argv)
 
     config = yaml.safe_load(Path(args.config).read_text())
     config["training"]["run"] = list(args.experiments)
     config["splits"]["seeds"] = list(args.seeds)
+    if args.decision:
+        config.setdefault("predict", {})["decision"] = args.decision
     dataset = config["dataset"]["name"]
     fold = int(config["splits"]["folds"][0])
     tag = ratio_tag(config["splits"]["labeled_ratios"][0])
@@ -183,9 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(threshold_row(baseline, test_cases))
     order = [*args.experiments, rows[-1]["method"]]
     n_test, n_neg = rows[0]["n_test"], rows[0]["n_neg"]
+    decision = (  # what this run predicted with; --no-run tabulates predictions made earlier
+        "as predicted earlier (--no-run)" if args.no_run else config.get("predict", {}).get("decision", "lesion")
+    )
     text = (
         f"Synthetic demo cohort (`{dataset}`, NOT clinical data): {n_test} test scans ({n_neg} negative), "
-        f"labeled ratio {tag} %, fold {fold}, seeds {' '.join(map(str, args.seeds))}; mean +- sd over seeds.\n\n"
+        f"labeled ratio {tag} %, fold {fold}, seeds {' '.join(map(str, args.seeds))}; mean +- sd over seeds; "
+        f"decision rule: {decision}.\n\n"
         + table(rows, order)
         + (f"\n\nNot evaluated (yet): {', '.join(missing)}" if missing else "")
     )

@@ -3,16 +3,19 @@ false positives, per trained model, and what choosing it on the validation scans
 
 For each model folder (a trained model with its split.json) the validation and test scans of its split are
 predicted once (nnU-Net's exported probabilities on the scan's grid, ``s2cac predict``'s predictor), and for every
-threshold t the mask ``P(calcium) > t AND HU >= 130`` is evaluated as the workflow evaluates masks. Printed per model
-and threshold: Dice on the scans with calcium, median false-positive volume and share scored 0 on the negative
-scans, Agatston ICC(A,1) and risk-category agreement, for validation and test; then, per model, the threshold
-with the highest pooled validation Dice (all validation scans' voxels together, so that false positives on
-negative scans count) and the test metrics at it, beside t = 0.5 (the argmax, the default). The test scans play
+threshold t the mask of the decision rule (``--decision``: ``lesion``, the default, keeps each candidate
+lesion >= 130 HU whose mean P(calcium) > t; ``voxel`` = ``P(calcium) > t AND HU >= 130``) is evaluated as the
+workflow evaluates masks. Printed per model and threshold: Dice on the scans with calcium, median false-positive
+volume and share scored 0 on the negative scans, Agatston ICC(A,1) and risk-category agreement, for validation
+and test; then, per model, the threshold with the highest pooled validation Dice (all validation scans' voxels
+together, so that false positives on negative scans count) and the test metrics at it, beside t = 0.5 (the
+default). The test scans play
 no part in the choice. Models of the demo workflow after ``bench_learning.py``:
 
     python benchmarks/bench_operating_point.py                                  # s2cac, every seed
     python benchmarks/bench_operating_point.py --models results/models/synthetic/s2cac/labeled50/fold0/seed0
     python benchmarks/bench_operating_point.py --experiment supervised --thresholds 0.3 0.5 0.7
+    python benchmarks/bench_operating_point.py --decision voxel                 # the per-voxel rule
 
 Nothing is timed; it reports.
 """
@@ -30,7 +33,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sweep(model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: int) -> pd.DataFrame:
+def sweep(model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: int, decision: str) -> pd.DataFrame:
     """One row per (part, case, threshold) with the evaluation of that threshold's mask."""
     import torch
     from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
@@ -39,6 +42,7 @@ def sweep(model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: in
     from s2cac.evaluation.cohort import evaluate_case
     from s2cac.hu import HUWindow, window_channels
     from s2cac.inference import load_model
+    from s2cac.inference.lesions import lesion_labels
     from s2cac.inference.predictor import make_predictor
     from s2cac.io import read_ct, read_label_map
     from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
@@ -63,9 +67,13 @@ def sweep(model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: in
                 logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, props,
                 return_probabilities=True,
             )  # fmt: skip
-            calcium_p = 1.0 - np.asarray(probs[0])
+            probs = np.asarray(probs, dtype=np.float32)
+            calcium_p, candidates = 1.0 - probs[0], hu >= CALCIUM_THRESHOLD_HU
             for t in thresholds:
-                mask = ((calcium_p > t) & (hu >= CALCIUM_THRESHOLD_HU)).astype(np.uint8)
+                if decision == "lesion":
+                    mask = (lesion_labels(probs, candidates, t) != 0).astype(np.uint8)
+                else:
+                    mask = ((calcium_p > t) & candidates).astype(np.uint8)
                 r = evaluate_case(hu, mask, ref, geom.spacing_zyx)
                 both = int(((mask != 0) & (ref != 0)).sum())
                 rows.append({
@@ -99,6 +107,8 @@ def main() -> int:
     parser.add_argument("--cases", type=Path, default=REPO / "results/data/synthetic/cases.tsv")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--decision", choices=("lesion", "voxel"), default="lesion",
+                        help="the decision rule the threshold applies to (predict.decision)")  # fmt: skip
     args = parser.parse_args()
     models = args.models or sorted(
         (REPO / "results/models/synthetic" / args.experiment / "labeled50/fold0").glob("seed*")
@@ -109,7 +119,7 @@ def main() -> int:
         args.thresholds.append(0.5)
     table, chosen = [], []
     for model_dir in models:
-        df = sweep(model_dir, args.cases, sorted(args.thresholds), args.threads)
+        df = sweep(model_dir, args.cases, sorted(args.thresholds), args.threads, args.decision)
         per = {(p, t): metrics(g) for (p, t), g in df.groupby(["part", "t"])}
         for (part, t), m in sorted(per.items()):
             table.append({"model": str(model_dir), "part": part, "t": t, **m})

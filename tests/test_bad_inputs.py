@@ -187,6 +187,7 @@ def _flip_weights_byte(package: Path, out: Path) -> Path:
         ("negative_calibration", r"--mass-calibration: expected a number > 0"),
         ("probability_one", r"--calcium-probability: expected a number between 0 and 1 \(exclusive\), got '1'"),
         ("probability_nan", r"--calcium-probability: expected a finite number, got 'nan'"),
+        ("decision_component", r"--decision: invalid choice: 'component' \(choose from '?lesion'?, '?voxel'?\)"),
         ("device_gpu0", r"--device 'gpu0': use auto, cpu, cuda or cuda:N"),
         ("huge_patch", r"--patch-size 4000 4000 4000: .* far beyond any GPU's memory"),
         ("output_is_a_file", r"--output .*keep\.txt: exists and is not a folder"),
@@ -212,6 +213,8 @@ def test_predict_bad_usage_exits_2_before_writing(
         extra = ["--mass-calibration", "-1"]
     elif case in ("probability_one", "probability_nan"):
         extra = ["--calcium-probability", "1" if case == "probability_one" else "nan"]
+    elif case == "decision_component":
+        extra = ["--decision", "component"]
     elif case == "device_gpu0":
         extra = ["--device", "gpu0"]
     elif case == "huge_patch":

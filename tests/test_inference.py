@@ -126,22 +126,44 @@ def test_predict_two_files_end_to_end(model_dir: Path, tmp_path: Path, capsys) -
 
 
 def test_hu_threshold_removes_network_voxels_below_130(model_dir: Path, tmp_path: Path) -> None:
+    """--decision voxel: the exported mask is the network's voxel mask AND HU >= the threshold."""
     hu = _ct(3)
-    net_mask = predict_network_mask(make_predictor(load_model(model_dir), device="cpu"), hu, SPACING)
+    net_mask = predict_network_mask(make_predictor(load_model(model_dir), device="cpu", decision="voxel"), hu, SPACING)
     assert net_mask.shape == hu.shape
     assert (net_mask & (hu < 130)).any(), "the random model should also mark soft tissue"
     inp = tmp_path / "one.nii.gz"
     _write(hu, inp)
-    assert main(["predict", "--model", str(model_dir), "--input", str(inp), "--output", str(tmp_path / "o")]) == 0
+    common = ["predict", "--model", str(model_dir), "--input", str(inp), "--decision", "voxel"]
+    assert main([*common, "--output", str(tmp_path / "o")]) == 0
     mask, _ = read_image(tmp_path / "o" / "one_cac.nii.gz")
     np.testing.assert_array_equal(mask.astype(bool), net_mask & (hu >= 130))
     assert 0 < mask.sum() < net_mask.sum()
     # a higher threshold keeps a subset
-    assert main(["predict", "--model", str(model_dir), "--input", str(inp), "--output", str(tmp_path / "o2"),
-                 "--threshold-hu", "500", "--no-qc"]) == 0  # fmt: skip
+    assert main([*common, "--output", str(tmp_path / "o2"), "--threshold-hu", "500", "--no-qc"]) == 0
     mask500, _ = read_image(tmp_path / "o2" / "one_cac.nii.gz")
     np.testing.assert_array_equal(mask500.astype(bool), net_mask & (hu >= 500))
     assert not (tmp_path / "o2" / "qc" / "one.png").exists()
+
+
+def test_lesion_decision_is_the_default_and_uses_the_hu_threshold(model_dir: Path, tmp_path: Path) -> None:
+    """Without --decision the mask is the lesion rule's on candidates >= --threshold-hu (whole lesions)."""
+    import cc3d
+
+    hu = _ct(3)
+    inp = tmp_path / "one.nii.gz"
+    _write(hu, inp)
+    model = load_model(model_dir)
+    for threshold, out in ((130, tmp_path / "o"), (500, tmp_path / "o500")):
+        expected = predict_network_mask(make_predictor(model, device="cpu", candidate_hu=threshold), hu, SPACING)
+        assert main(["predict", "--model", str(model_dir), "--input", str(inp), "--output", str(out), "--no-qc",
+                     "--threshold-hu", str(threshold)]) == 0  # fmt: skip
+        mask, _ = read_image(out / "one_cac.nii.gz")
+        np.testing.assert_array_equal(mask.astype(bool), expected)
+        assert not (mask.astype(bool) & (hu < threshold)).any()
+        components = cc3d.connected_components(hu >= threshold, connectivity=26)
+        kept = np.unique(components[mask != 0])
+        np.testing.assert_array_equal(np.isin(components, kept[kept > 0]), mask != 0)  # whole lesions
+        assert len(kept) > 0, "the test needs kept lesions"
 
 
 def test_dicom_series_input_with_package(package: Path, tmp_path: Path) -> None:

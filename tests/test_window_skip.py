@@ -61,7 +61,7 @@ def _plain_labels(predictor, hu, spacing) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def predictor():
-    return make_predictor(_model(), device="cpu", step=0.5, window_batch=2)
+    return make_predictor(_model(), device="cpu", step=0.5, window_batch=2, decision="voxel")
 
 
 def test_dependency_bounds_cover_nnunet_back_resampling() -> None:
@@ -131,7 +131,7 @@ def test_masks_identical_with_and_without_skipping(predictor, case: str, spacing
 
 def test_multiclass_labels_identical_with_skipping() -> None:
     # fg_prior 6/7 over 4 arteries: each artery's bias log((6/7) / (4 * 1/7)) = log 1.5, as before the split
-    predictor = make_predictor(_model(num_classes=5, fg_prior=6 / 7), device="cpu")
+    predictor = make_predictor(_model(num_classes=5, fg_prior=6 / 7), device="cpu", decision="voxel")
     hu = _body((6, 128, 128), seed=5, n_blobs=4)
     cand = hu >= THRESHOLD
     skipped, stats = predict_network_labels(predictor, hu, PLANS_SPACING, threshold_hu=THRESHOLD)
@@ -171,8 +171,8 @@ def test_cpu_predictor_runs_the_fused_network_with_the_same_labels() -> None:
                 value.copy_(torch.rand(value.shape, generator=gen) * 1.5 + 0.5)
             elif key.endswith("running_mean"):
                 value.copy_(torch.rand(value.shape, generator=gen) - 0.5)
-    fused = make_predictor(model, device="cpu")
-    plain = make_predictor(model, device="cpu", fuse=False)
+    fused = make_predictor(model, device="cpu", decision="voxel")
+    plain = make_predictor(model, device="cpu", fuse=False, decision="voxel")
     is_bn = lambda m: isinstance(m, torch.nn.BatchNorm3d)  # noqa: E731
     assert not any(map(is_bn, fused.network.modules())) and any(map(is_bn, plain.network.modules()))
     hu = _body((6, 128, 128), seed=3, n_blobs=4)
@@ -224,7 +224,7 @@ def test_calcium_probability_is_the_probability_decision_and_skipping_stays_exac
 
     model = _model()
     hu = _body((6, 128, 128), seed=3, n_blobs=4)
-    base = make_predictor(model, device="cpu")
+    base = make_predictor(model, device="cpu", decision="voxel")
     image = window_hu(hu, HUWindow())[None].astype(np.float32)
     pre = base.configuration_manager.preprocessor_class(verbose=False)
     data, _, props = pre.run_case_npy(
@@ -238,7 +238,7 @@ def test_calcium_probability_is_the_probability_decision_and_skipping_stays_exac
     candidates = hu >= THRESHOLD
     masks = {}
     for t in (0.2, 0.5, 0.8):
-        predictor = make_predictor(model, device="cpu", calcium_probability=t)
+        predictor = make_predictor(model, device="cpu", calcium_probability=t, decision="voxel")
         labels = predict_network_labels(predictor, hu, PLANS_SPACING)[0] != 0
         skipped = predict_network_labels(predictor, hu, PLANS_SPACING, threshold_hu=THRESHOLD)[0] != 0
         np.testing.assert_array_equal(skipped & candidates, labels & candidates)
@@ -250,3 +250,54 @@ def test_calcium_probability_is_the_probability_decision_and_skipping_stays_exac
     assert not (masks[0.8] & ~masks[0.5]).any() and not (masks[0.5] & ~masks[0.2]).any()
     with pytest.raises(ValueError, match="calcium_probability must be in"):
         make_predictor(model, device="cpu", calcium_probability=1.0)
+
+
+def _plain_probabilities(predictor, hu, spacing) -> np.ndarray:
+    """nnU-Net's own predict_single_npy_array's softmax probabilities, every window."""
+    image = window_hu(hu, HUWindow())[None].astype(np.float32)
+    _, probs = nnUNetPredictor.predict_single_npy_array(predictor, image, {"spacing": list(spacing)}, None, None, True)
+    return np.asarray(probs)
+
+
+@pytest.mark.parametrize(("case", "num_classes"), [("sparse", 2), ("dense", 2), ("sparse", 5)])
+def test_lesion_rule_masks_identical_with_and_without_skipping(case: str, num_classes: int) -> None:
+    """The lesion rule (the default decision) on nnU-Net's probabilities: the same labels with and without
+    skipping, each candidate lesion kept or dropped whole, and not the voxel rule's labels."""
+    import cc3d
+
+    from s2cac.inference.lesions import lesion_labels
+
+    model = _model(num_classes=num_classes, fg_prior=0.3 if num_classes == 2 else 6 / 7)
+    shape = (6, 128, 128)
+    if case == "sparse":
+        hu = _body(shape, seed=3, n_blobs=8)
+    else:  # candidates everywhere (7 %, many components of all sizes): no window can be skipped
+        hu = np.rint(np.random.default_rng(4).normal(-50, 120, shape)).astype(np.int16)
+    cand = hu >= THRESHOLD
+    voxel = make_predictor(model, device="cpu", decision="voxel")  # t = 0.5: no logit offset
+    probs = _plain_probabilities(voxel, hu, PLANS_SPACING)
+    components = cc3d.connected_components(cand, connectivity=26)
+    means = np.bincount(components.ravel(), 1 - probs[0].ravel(), components.max() + 1)[1:]
+    means /= np.bincount(components.ravel())[1:]
+    t = float(np.median(means))  # a threshold at which some lesions are kept and others dropped
+    predictor = make_predictor(model, device="cpu", calcium_probability=t)
+    assert predictor.decision == "lesion" and predictor.background_offset == 0.0
+    skipped, stats = predict_network_labels(predictor, hu, PLANS_SPACING, threshold_hu=THRESHOLD)
+    full, _ = predict_network_labels(predictor, hu, PLANS_SPACING)
+    np.testing.assert_array_equal(skipped, full)
+    np.testing.assert_array_equal(full, lesion_labels(probs, cand, t))
+    assert not (full.astype(bool) & ~cand).any()
+    kept = np.unique(components[full != 0])
+    assert len(kept) > 0 and len(np.setdiff1d(np.unique(components[cand]), kept)) > 0, "both outcomes needed"
+    assert np.array_equal(np.isin(components, kept) & cand, full != 0)  # whole lesions only
+    voxel = make_predictor(model, device="cpu", calcium_probability=t, decision="voxel")
+    voxel_labels, _ = predict_network_labels(voxel, hu, PLANS_SPACING, threshold_hu=THRESHOLD)
+    assert ((voxel_labels != 0) & cand != (full != 0)).any(), "the rules should differ on this volume"
+    assert (stats.windows_skipped > 0) == (case == "sparse"), stats
+    if num_classes > 2:
+        assert len(np.unique(full[full != 0])) > 1
+
+
+def test_make_predictor_refuses_an_unknown_decision() -> None:
+    with pytest.raises(ValueError, match="decision must be one of lesion, voxel"):
+        make_predictor(_model(), device="cpu", decision="component")

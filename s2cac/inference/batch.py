@@ -31,6 +31,7 @@ from typing import IO
 import numpy as np
 
 from s2cac.hu import HUWindow
+from s2cac.inference.lesions import DECISIONS
 from s2cac.io.images import IMAGE_SUFFIXES
 from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
@@ -62,6 +63,7 @@ class PredictOptions:
     tta: bool = False
     threshold_hu: float = CALCIUM_THRESHOLD_HU
     calcium_probability: float = 0.5  # the network's decision threshold (make_predictor)
+    decision: str = "lesion"  # per candidate lesion or per voxel (s2cac.inference.lesions)
     qc: bool = True
     mass_calibration: float | None = None
     window: HUWindow | None = None  # None = the window the model was trained with
@@ -77,6 +79,8 @@ class PredictOptions:
             raise ValueError(f"mass_calibration must be a number > 0 (mg HA/cm^3 per HU), got {self.mass_calibration}")
         if not 0 < self.calcium_probability < 1:
             raise ValueError(f"calcium_probability must be in (0, 1), got {self.calcium_probability}")
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {self.decision!r}")
         if not 0 < self.step <= 1:
             raise ValueError(f"step must be in (0, 1] (a fraction of the patch), got {self.step}")
 
@@ -339,7 +343,8 @@ def predict_cases(
         options = dataclasses.replace(options, window=loaded.hu_window)
     predictor = make_predictor(
         loaded, device=options.device, step=options.step, tta=options.tta, patch_size=options.patch_size,
-        calcium_probability=options.calcium_probability,
+        calcium_probability=options.calcium_probability, decision=options.decision,
+        candidate_hu=options.threshold_hu,
     )  # fmt: skip
     predictor.progress_stream = log  # a line every 10 s within a long case
     arteries = artery_labels(loaded.dataset_json) if len(loaded.dataset_json.get("labels") or {}) > 2 else {}

@@ -41,8 +41,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--calcium-probability", type=open_unit_float, default=0.5, metavar="P",
-        help="a voxel is calcium when the network's calcium probability exceeds P (default 0.5, the argmax); "
+        help="the network's decision threshold: calcium when its calcium probability exceeds P (default 0.5); "
         "higher = fewer false positives, lower = more sensitive",
+    )  # fmt: skip
+    parser.add_argument(
+        "--decision", choices=("lesion", "voxel"), default="lesion",
+        help="lesion (default): each candidate lesion (3D connected voxels >= --threshold-hu) is calcium as a "
+        "whole when its mean calcium probability exceeds P; voxel: each voxel on its own (the network's argmax)",
     )  # fmt: skip
     parser.add_argument(
         "--mass-calibration", type=positive_float, default=None, metavar="CF",
@@ -70,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
         threshold_hu=args.threshold_hu,
         calcium_probability=args.calcium_probability,
+        decision=args.decision,
         qc=not args.no_qc,
         mass_calibration=args.mass_calibration,
     )

@@ -4,7 +4,8 @@ nnU-Net does the rest as it does for its own models: crop to the non-zero region
 spacing, divide by 255 (``rgb_to_0_1``), sliding window with Gaussian weighting, optional mirroring, then
 undo resampling and cropping so that the mask is on the input's voxel grid. The predictor is nnU-Net's
 subclass :class:`~s2cac.inference.window_skip.S2CACPredictor`, which skips, exactly, the windows that cannot
-change any voxel >= the HU threshold (see that module).
+change any voxel >= the HU threshold (see that module). The decision is made per candidate lesion by default
+(:mod:`s2cac.inference.lesions`), or per voxel.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np
 import torch
 
 from s2cac.hu import HUWindow, window_channels
+from s2cac.inference.lesions import DECISIONS, lesion_labels
 from s2cac.inference.model_io import LoadedModel, ModelError
 from s2cac.nnunet import CONFIGURATION
+from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -45,6 +48,8 @@ def make_predictor(
     window_batch: int = 2,
     fuse: bool = True,
     calcium_probability: float = 0.5,
+    decision: str = "lesion",
+    candidate_hu: float = CALCIUM_THRESHOLD_HU,
 ) -> Any:
     """An initialised ``nnUNetPredictor`` for ``model``.
 
@@ -61,11 +66,15 @@ def make_predictor(
         fuse: on a CPU, run :meth:`~s2cac.nets.dualpath.DualPathNet.fused_for_inference` (BatchNorm folded into
             the convolutions, channels-last memory): ~1.6x faster for ``tiny``; logits differ from the unfused
             network by float rounding (~1e-5). False = the network as trained. Ignored on a GPU.
-        calcium_probability: decision threshold: a voxel is calcium when the network's calcium probability
-            exceeds it (0.5 = argmax, nnU-Net's rule). Applied as ``log(p / (1 - p))`` added to the background
-            logit before nnU-Net's export (exact for a binary model; for an artery model background then wins
-            when its logit plus that offset is the largest). Higher = fewer false positives, lower = more
-            sensitive.
+        calcium_probability: decision threshold on the network's calcium probability (0.5 = argmax for
+            ``decision="voxel"``). Higher = fewer false positives, lower = more sensitive.
+        decision: ``lesion`` (the default): each candidate lesion (3D connected component of ``HU >=
+            candidate_hu``) is calcium as a whole when its mean calcium probability exceeds
+            ``calcium_probability`` (:mod:`s2cac.inference.lesions`); label maps are then 0 outside kept
+            lesions. ``voxel``: nnU-Net's per-voxel rule; ``calcium_probability`` is applied as
+            ``log(p / (1 - p))`` added to the background logit before nnU-Net's export (exact for a binary
+            model; for an artery model background then wins when its logit plus that offset is the largest).
+        candidate_hu: the candidate threshold of the lesion rule (HU); the same as the exported mask's.
 
     Returns:
         an ``nnUNetPredictor`` (:class:`~s2cac.inference.window_skip.S2CACPredictor`), ready for
@@ -82,6 +91,10 @@ def make_predictor(
         raise ValueError(f"window_batch must be >= 1, got {window_batch}")
     if not 0.0 < float(calcium_probability) < 1.0:
         raise ValueError(f"calcium_probability must be in (0, 1), got {calcium_probability}")
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+    if not math.isfinite(float(candidate_hu)):
+        raise ValueError(f"candidate_hu must be a finite number of HU, got {candidate_hu}")
     plans = copy.deepcopy(model.plans)
     network = model.build_network()
     if patch_size is not None:
@@ -110,7 +123,9 @@ def make_predictor(
         )
     predictor.window_batch = int(window_batch)
     t = float(calcium_probability)
-    predictor.background_offset = math.log(t / (1.0 - t))  # 0.0 for 0.5
+    predictor.decision, predictor.calcium_probability, predictor.candidate_hu = decision, t, float(candidate_hu)
+    # the voxel rule moves the argmax; the lesion rule thresholds the mean of the unshifted probabilities
+    predictor.background_offset = math.log(t / (1.0 - t)) if decision == "voxel" else 0.0  # 0.0 for 0.5
     predictor.hu_windows = model.hu_windows  # one per input channel (predict_network_labels windows the HU)
     plans_manager = PlansManager(plans)
     try:
@@ -144,6 +159,9 @@ def predict_network_labels(
             are skipped: the labels are then exact where ``hu >= threshold_hu`` and background or arbitrary
             elsewhere (callers apply the HU rule). None = run every window.
 
+    The predictor's decision rule (:func:`make_predictor`'s ``decision``) is applied here: with the lesion rule
+    the labels are 0 outside the kept candidate lesions (``HU >= predictor.candidate_hu``).
+
     Returns:
         ((z, y, x) uint8 labels (0 = background; 1 = calcium, or 1-4 = LM/LAD/LCX/RCA for an artery model),
         :class:`~s2cac.inference.window_skip.WindowStats`, or None for a plain nnU-Net predictor).
@@ -155,7 +173,11 @@ def predict_network_labels(
     image = window_channels(hu, windows).astype(np.float32)  # (channels, z, y, x), 0..255
     if hasattr(predictor, "predict_labels"):
         candidates = None if threshold_hu is None else hu >= threshold_hu
-        seg, stats = predictor.predict_labels(image, spacing_zyx, candidates)
+        if getattr(predictor, "decision", "voxel") == "lesion":
+            _, stats, probabilities = predictor.predict_labels(image, spacing_zyx, candidates, True)
+            seg = lesion_labels(probabilities, hu >= predictor.candidate_hu, predictor.calcium_probability)
+        else:
+            seg, stats = predictor.predict_labels(image, spacing_zyx, candidates)
     else:  # a plain nnUNetPredictor (e.g. the benchmark's baseline)
         props = {"spacing": [float(s) for s in spacing_zyx]}
         seg, stats = predictor.predict_single_npy_array(image, props, None, None, False), None
@@ -182,7 +204,7 @@ def predict_network_mask(
         threshold_hu: see :func:`predict_network_labels` (None = every window, exact everywhere).
 
     Returns:
-        (z, y, x) bool array, True where the argmax class is calcium (any non-background label), same shape as
-        ``hu``.
+        (z, y, x) bool array, True where the predictor's decision rule says calcium (any non-background
+        label), same shape as ``hu``.
     """
     return predict_network_labels(predictor, hu, spacing_zyx, window, threshold_hu)[0] != 0

@@ -215,9 +215,13 @@ class S2CACPredictor(nnUNetPredictor):
 
     # --- one case ------------------------------------------------------------------------------------------------
     def predict_labels(
-        self, image: np.ndarray, spacing_zyx: Sequence[float], candidates: np.ndarray | None = None
-    ) -> tuple[np.ndarray, WindowStats]:
-        """Label map of one image on its own grid.
+        self,
+        image: np.ndarray,
+        spacing_zyx: Sequence[float],
+        candidates: np.ndarray | None = None,
+        return_probabilities: bool = False,
+    ) -> tuple[np.ndarray, WindowStats] | tuple[np.ndarray, WindowStats, np.ndarray]:
+        """Label map of one image on its own grid (and the class probabilities).
 
         Args:
             image: (channels, z, y, x) network input before nnU-Net's normalisation (one HU window per channel,
@@ -225,9 +229,11 @@ class S2CACPredictor(nnUNetPredictor):
             spacing_zyx: voxel spacing (z, y, x), mm.
             candidates: (z, y, x) bool, the only voxels whose class must be exact (``HU >= threshold``);
                 None = every voxel (no skipping).
+            return_probabilities: also return nnU-Net's softmax probabilities on the image's grid.
 
         Returns:
-            ((z, y, x) uint8 label map, :class:`WindowStats`).
+            ((z, y, x) uint8 label map, :class:`WindowStats`), plus the (classes, z, y, x) float32 probabilities
+            when ``return_probabilities``.
         """
         stats = WindowStats()
         t0 = time.perf_counter()
@@ -257,9 +263,13 @@ class S2CACPredictor(nnUNetPredictor):
         finally:
             self._keep_ctx, self._stats = None, None
         t2 = time.perf_counter()
-        seg = convert_predicted_logits_to_segmentation_with_correct_shape(
-            logits, self.plans_manager, self.configuration_manager, self.label_manager, props
-        )
+        out = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, self.plans_manager, self.configuration_manager, self.label_manager, props,
+            return_probabilities=return_probabilities, num_threads_torch=torch.get_num_threads(),
+        )  # fmt: skip
         t3 = time.perf_counter()
         stats.seconds = {"preprocess": t1 - t0, "windows": t2 - t1, "export": t3 - t2}
-        return np.asarray(seg), stats
+        if return_probabilities:
+            seg, probabilities = out
+            return np.asarray(seg), stats, np.asarray(probabilities, dtype=np.float32)
+        return np.asarray(out), stats
