@@ -15,7 +15,10 @@ each in its own subprocess (its own peak RSS and CPU time), all in the same run:
   the network runs with BatchNorm folded into its convolutions and channels-last memory
   (``DualPathNet.fused_for_inference``);
 - ``tiny_unfused``: ``tiny_skip`` with the network as trained (``make_predictor(..., fuse=False)``), i.e. what
-  ``predict`` did before the fused network.
+  ``predict`` did before the fused network;
+- ``tiny_voxel``: ``tiny_skip`` with the per-voxel decision (``decision="voxel"``: nnU-Net's argmax export, no
+  probabilities, no candidate lesions); every other variant uses the default lesion rule
+  (``s2cac.inference.lesions``), so ``tiny_skip`` / ``tiny_voxel`` is that rule's cost.
 
 The exported masks (network AND HU >= 130) of ``tiny_skip`` and ``tiny_noskip`` must be identical (checked);
 the voxels where they differ from ``tiny_before`` and ``tiny_unfused`` (float rounding of batched or folded
@@ -44,7 +47,7 @@ from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 PLANS_SPACING = (3.0, 0.369, 0.369)  # the paper's target spacing
 SCAN_SPACING_XY = 0.43
-VARIANTS = ("nnunet_plain", "tiny_before", "tiny_noskip", "tiny_skip", "tiny_unfused", "paper_skip")
+VARIANTS = ("nnunet_plain", "tiny_before", "tiny_noskip", "tiny_skip", "tiny_unfused", "tiny_voxel", "paper_skip")
 # initial calcium probability of the random networks: high enough that they mark voxels >= 130 HU, so that the
 # mask comparisons below compare something (0.01 marked none)
 FG_PRIOR = 0.3
@@ -104,7 +107,8 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
     model = LoadedModel(net.state_dict(), make_plans(patch, PLANS_SPACING), make_dataset_json(), config, "bench")
     batch = 1 if variant in ("nnunet_plain", "tiny_before") else window_batch
     fuse = variant not in ("nnunet_plain", "tiny_before", "tiny_unfused")
-    predictor = make_predictor(model, device="cpu", step=0.5, window_batch=batch, fuse=fuse)
+    decision = "voxel" if variant == "tiny_voxel" else "lesion"
+    predictor = make_predictor(model, device="cpu", step=0.5, window_batch=batch, fuse=fuse, decision=decision)
     n_params = sum(
         p.numel() for n, p in net.named_parameters() if not n.startswith(("memory", "pos_", "conn", "score"))
     )
@@ -123,7 +127,7 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
         pm, cm, ds = predictor.plans_manager, predictor.configuration_manager, predictor.dataset_json
         base.manual_initialization(plain, pm, cm, [plain.state_dict()], ds, "PlainConvUNet", (0, 1, 2))
         predictor, n_params = base, sum(p.numel() for p in plain.parameters())
-    threshold = CALCIUM_THRESHOLD_HU if variant.endswith(("_skip", "_unfused")) else None
+    threshold = CALCIUM_THRESHOLD_HU if variant.endswith(("_skip", "_unfused", "_voxel")) else None
     predict_network_labels(predictor, hu[: patch[0], :256, :256], spacing, threshold_hu=threshold)  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
     labels, stats = predict_network_labels(predictor, hu, spacing, threshold_hu=threshold)
@@ -197,7 +201,7 @@ def main() -> int:
     parser.add_argument("--patch", type=int, nargs=3, default=[16, 128, 128], metavar=("Z", "Y", "X"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window-batch", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:5]))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:6]))
     parser.add_argument("--census", action="store_true", help="only count the windows kept (no network runs)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -261,6 +265,10 @@ def main() -> int:
     if "tiny_skip" in results and "tiny_unfused" in results:
         s, u = results["tiny_skip"], results["tiny_unfused"]
         print(f"CPU-time ratio tiny_skip / tiny_unfused: {s['cpu_s'] / u['cpu_s']:.3f}")
+    if "tiny_skip" in results and "tiny_voxel" in results:
+        s, v = results["tiny_skip"], results["tiny_voxel"]
+        print(f"CPU-time ratio tiny_skip (lesion rule) / tiny_voxel: {s['cpu_s'] / v['cpu_s']:.3f} "
+              f"(wall {s['wall_s'] - v['wall_s']:+.1f} s)")  # fmt: skip
     return 0
 
 
