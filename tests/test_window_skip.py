@@ -301,3 +301,16 @@ def test_lesion_rule_masks_identical_with_and_without_skipping(case: str, num_cl
 def test_make_predictor_refuses_an_unknown_decision() -> None:
     with pytest.raises(ValueError, match="decision must be one of lesion, voxel"):
         make_predictor(_model(), device="cpu", decision="component")
+
+
+def test_lesion_rule_keeps_every_window_its_candidate_lesions_need() -> None:
+    """Skipping for a higher threshold than the lesion rule's candidates still runs every window that a
+    candidate lesion's voxel depends on: the labels equal those without skipping."""
+    model = _model()
+    hu = _body((6, 128, 128), seed=3, n_blobs=8)
+    hu[2, 40:44, 40:44] = 140  # a faint lesion below the skipping threshold, far from the bright blobs
+    predictor = make_predictor(model, device="cpu", calcium_probability=0.3)  # candidates >= 130 HU
+    full, _ = predict_network_labels(predictor, hu, PLANS_SPACING)
+    skipped, stats = predict_network_labels(predictor, hu, PLANS_SPACING, threshold_hu=700.0)
+    np.testing.assert_array_equal(skipped, full)
+    assert full.any() and stats.windows_skipped > 0

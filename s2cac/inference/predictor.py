@@ -174,6 +174,8 @@ def predict_network_labels(
     if hasattr(predictor, "predict_labels"):
         candidates = None if threshold_hu is None else hu >= threshold_hu
         if getattr(predictor, "decision", "voxel") == "lesion":
+            if threshold_hu is not None:  # every voxel of a candidate lesion needs its exact probability
+                candidates = hu >= min(float(threshold_hu), predictor.candidate_hu)
             _, stats, probabilities = predictor.predict_labels(image, spacing_zyx, candidates, True)
             seg = lesion_labels(probabilities, hu >= predictor.candidate_hu, predictor.calcium_probability)
         else:
