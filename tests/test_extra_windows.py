@@ -143,9 +143,9 @@ def test_train_and_predict_with_two_windows(tiny_two_window_dataset, tmp_path, m
     seen = []
     original = S2CACPredictor.predict_labels
 
-    def spy(self, image, spacing, candidates=None):
+    def spy(self, image, spacing, candidates=None, return_probabilities=False):
         seen.append(np.array(image))
-        return original(self, image, spacing, candidates)
+        return original(self, image, spacing, candidates, return_probabilities)
 
     monkeypatch.setattr(S2CACPredictor, "predict_labels", spy)
     result = predict_path(tmp_path / "m", tmp_path / "scan.nii.gz", tmp_path / "out")[0]
