@@ -36,7 +36,6 @@ REPO = Path(__file__).resolve().parents[1]
 def sweep(model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: int, decision: str) -> pd.DataFrame:
     """One row per (part, case, threshold) with the evaluation of that threshold's mask."""
     import torch
-    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
     from s2cac.data.cases import load_case_sheet
     from s2cac.evaluation.cohort import evaluate_case
@@ -57,17 +56,8 @@ def sweep(model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: in
         for case in split[part]:
             hu, geom = read_ct(sheet.loc[case, "image"])
             ref, _ = read_label_map(sheet.loc[case, "label"], geom)
-            pre = predictor.configuration_manager.preprocessor_class(verbose=False)
-            data, _, props = pre.run_case_npy(
-                window_channels(hu, windows).astype(np.float32), None, {"spacing": list(geom.spacing_zyx)},
-                predictor.plans_manager, predictor.configuration_manager, predictor.dataset_json,
-            )  # fmt: skip
-            logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
-            _, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
-                logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, props,
-                return_probabilities=True,
-            )  # fmt: skip
-            probs = np.asarray(probs, dtype=np.float32)
+            image = window_channels(hu, windows).astype(np.float32)
+            _, _, probs = predictor.predict_labels(image, geom.spacing_zyx, None, True)  # every window
             calcium_p, candidates = 1.0 - probs[0], hu >= CALCIUM_THRESHOLD_HU
             for t in thresholds:
                 if decision == "lesion":

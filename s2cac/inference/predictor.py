@@ -172,13 +172,17 @@ def predict_network_labels(
         windows = (window, *windows[1:])
     image = window_channels(hu, windows).astype(np.float32)  # (channels, z, y, x), 0..255
     if hasattr(predictor, "predict_labels"):
-        candidates = None if threshold_hu is None else hu >= threshold_hu
         if getattr(predictor, "decision", "voxel") == "lesion":
-            if threshold_hu is not None:  # every voxel of a candidate lesion needs its exact probability
-                candidates = hu >= min(float(threshold_hu), predictor.candidate_hu)
+            lesion_candidates = hu >= predictor.candidate_hu
+            # skipping keeps every window a candidate lesion's voxel depends on (their exact probabilities)
+            if threshold_hu is None or float(threshold_hu) >= predictor.candidate_hu:
+                candidates = None if threshold_hu is None else lesion_candidates
+            else:
+                candidates = hu >= threshold_hu
             _, stats, probabilities = predictor.predict_labels(image, spacing_zyx, candidates, True)
-            seg = lesion_labels(probabilities, hu >= predictor.candidate_hu, predictor.calcium_probability)
+            seg = lesion_labels(probabilities, lesion_candidates, predictor.calcium_probability)
         else:
+            candidates = None if threshold_hu is None else hu >= threshold_hu
             seg, stats = predictor.predict_labels(image, spacing_zyx, candidates)
     else:  # a plain nnUNetPredictor (e.g. the benchmark's baseline)
         props = {"spacing": [float(s) for s in spacing_zyx]}

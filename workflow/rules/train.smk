@@ -23,7 +23,7 @@ rule train:
         "logs/train/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/train/{dataset}/{experiment}/labeled{ratio}/fold{fold}/seed{seed}.tsv"
-    threads: config["training"].get("threads", 2)  # a profile's set-threads overrides it
+    threads: TRAINING["threads"]  # schema default 2; a profile's set-threads overrides it
     resources:
         gpu=1,
         mem_mb=16000,
