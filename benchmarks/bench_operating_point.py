@@ -16,6 +16,7 @@ no part in the choice. Models of the demo workflow after ``bench_learning.py``:
     python benchmarks/bench_operating_point.py --models results/models/synthetic/s2cac/labeled50/fold0/seed0
     python benchmarks/bench_operating_point.py --experiment supervised --thresholds 0.3 0.5 0.7
     python benchmarks/bench_operating_point.py --decision voxel                 # the per-voxel rule
+    python benchmarks/bench_operating_point.py --thresholds 0.5 --step 1        # windows without overlap
 
 Nothing is timed; it reports.
 """
@@ -33,7 +34,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sweep(model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: int, decision: str) -> pd.DataFrame:
+def sweep(
+    model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: int, decision: str, step: float = 0.5
+) -> pd.DataFrame:
     """One row per (part, case, threshold) with the evaluation of that threshold's mask."""
     import torch
 
@@ -49,7 +52,7 @@ def sweep(model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: in
     torch.set_num_threads(threads)
     split = json.loads((model_dir / "split.json").read_text(encoding="utf-8"))
     sheet = load_case_sheet(cases_tsv).set_index("case_id")
-    predictor = make_predictor(load_model(model_dir, checkpoint="best"), device="cpu")
+    predictor = make_predictor(load_model(model_dir, checkpoint="best"), device="cpu", step=step)
     windows = tuple(predictor.hu_windows or (HUWindow(),))
     rows = []
     for part in ("validation", "test"):
@@ -99,6 +102,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--decision", choices=("lesion", "voxel"), default="lesion",
                         help="the decision rule the threshold applies to (predict.decision)")  # fmt: skip
+    parser.add_argument("--step", type=float, default=0.5, help="sliding-window step (predict.step)")
     args = parser.parse_args()
     models = args.models or sorted(
         (REPO / "results/models/synthetic" / args.experiment / "labeled50/fold0").glob("seed*")
@@ -109,7 +113,7 @@ def main() -> int:
         args.thresholds.append(0.5)
     table, chosen = [], []
     for model_dir in models:
-        df = sweep(model_dir, args.cases, sorted(args.thresholds), args.threads, args.decision)
+        df = sweep(model_dir, args.cases, sorted(args.thresholds), args.threads, args.decision, args.step)
         per = {(p, t): metrics(g) for (p, t), g in df.groupby(["part", "t"])}
         for (part, t), m in sorted(per.items()):
             table.append({"model": str(model_dir), "part": part, "t": t, **m})

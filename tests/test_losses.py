@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -181,3 +182,71 @@ def test_predictive_entropy_hand_computed():
     h = L.predictive_entropy(p, eps=0.0 + 1e-12)
     expect = [math.log(2), 0.0, -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))]
     assert h.shape == (1, 1, 1, 3) and h.flatten().tolist() == pytest.approx(expect, abs=1e-6)
+
+
+def test_lesion_bce_hand_computed():
+    # sample 0: a 2-voxel calcium lesion and a 1-voxel non-calcium speck; sample 1: no candidate at all
+    logits = torch.zeros(2, 2, 1, 1, 4)
+    logits[0, 1, 0, 0, :] = torch.tensor([0.0, 2.0, 0.0, -1.0])  # p(calcium) = sigmoid(logit difference)
+    target = torch.tensor([[[[1, 1, 0, 0]]], [[[0, 0, 0, 0]]]])
+    mask = np.array([[[[True, True, False, True]]], [[[False] * 4]]])
+    lesions = torch.from_numpy(L.candidate_lesions(mask))
+    assert lesions[0].flatten().tolist() == [1, 1, 0, 2] and lesions[1].max() == 0
+    p = torch.sigmoid(torch.tensor([0.0, 2.0, -1.0]))
+    calcium_mean, speck = (p[0] + p[1]) / 2, p[2]
+    sample0 = (-torch.log(calcium_mean) - torch.log(1 - speck)) / 2  # each lesion counts once
+    w = torch.tensor([1.0, 0.5])
+    got = L.lesion_bce(logits, target, lesions, w)
+    assert got.item() == pytest.approx(sample0.item() / 2, rel=1e-5)  # sum(w l) / B; sample 1 adds 0
+    assert L.lesion_bce(logits, target, lesions, w, "weights").item() == pytest.approx(sample0.item() / 1.5, rel=1e-5)
+    # a lesion is calcium when at least half of its voxels are: one calcium voxel of two is enough
+    half = torch.tensor([[[[1, 0, 0, 0]]], [[[0, 0, 0, 0]]]])
+    assert L.lesion_bce(logits, half, lesions, w).item() == pytest.approx(got.item(), rel=1e-5)
+
+
+def test_lesion_bce_weighs_a_speck_like_a_large_lesion():
+    """A voxel-averaged CE dilutes a 1-voxel false positive among a large structure's voxels; the lesion loss
+    does not."""
+    logits = torch.full((1, 2, 1, 1, 101), -4.0)
+    logits[0, 0] = 0.0
+    logits[0, 1, 0, 0, 100] = 4.0  # one confident false-positive speck beside a 99-voxel bone (gap at 99)
+    target = torch.zeros(1, 1, 1, 101, dtype=torch.int64)
+    mask = np.ones((1, 1, 1, 101), bool)
+    mask[0, 0, 0, 99] = False
+    lesions = torch.from_numpy(L.candidate_lesions(mask))
+    assert int(lesions.max()) == 2
+    ce = L.weighted_ce(logits, target, mask=torch.from_numpy(mask))
+    les = L.lesion_bce(logits, target, lesions)
+    assert les.item() > 15 * ce.item()
+
+
+def test_lesion_weight_adds_to_the_seg_term():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 2, 4, 4)
+    target = (torch.rand(2, 2, 4, 4) > 0.7).long()
+    mask = torch.rand(2, 2, 4, 4) > 0.4
+    lesions = torch.from_numpy(L.candidate_lesions(mask.numpy()))
+    common = {"sup_logits": logits, "sup_target": target, "sup_amount": torch.zeros(2), "sup_weights": torch.ones(2),
+              "sup_scores": None, "unl_logits": None, "unl_scores": None, "teacher_logits": None,
+              "teacher_scores": None, "consistency": 0.1, "score_target": "log1p_volume_mm3", "voxel_volume_mm3": 1.0,
+              "score_weight": 1.0, "score_consistency": False, "sup_mask": mask}  # fmt: skip
+    off = L.s2cac_loss_terms(**common, sup_lesions=lesions, lesion_weight=0.0)
+    on = L.s2cac_loss_terms(**common, sup_lesions=lesions, lesion_weight=2.0)
+    expected = off["seg"] + 2.0 * L.lesion_bce(logits, target, lesions)
+    assert on["seg"].item() == pytest.approx(expected.item(), rel=1e-6) and on["seg"].item() > off["seg"].item()
+
+
+def test_lesion_bce_balances_calcium_and_other_lesions():
+    logits = torch.zeros(1, 2, 1, 1, 8)
+    logits[0, 1, 0, 0] = torch.tensor([1.0, 0.0, 2.0, 0.0, 3.0, 0.0, -1.0, 0.0])  # lesions at 0, 2, 4, 6
+    target = torch.zeros(1, 1, 1, 8, dtype=torch.int64)
+    target[0, 0, 0, 0] = 1  # one calcium lesion, three non-calcium specks
+    mask = np.zeros((1, 1, 1, 8), bool)
+    mask[0, 0, 0, ::2] = True
+    lesions = torch.from_numpy(L.candidate_lesions(mask))
+    p = torch.sigmoid(torch.tensor([1.0, 2.0, 3.0, -1.0]))
+    bce = torch.cat([-torch.log(p[:1]), -torch.log(1 - p[1:])])
+    assert L.lesion_bce(logits, target, lesions).item() == pytest.approx(
+        (0.5 * (bce[0] + bce[1:].mean())).item(), rel=1e-5
+    )
+    assert L.lesion_bce(logits, target, lesions, balanced=False).item() == pytest.approx(bce.mean().item(), rel=1e-5)

@@ -350,3 +350,22 @@ def test_cpu_teacher_runs_a_single_patch_as_a_pair(tiny_dataset, tmp_path, mode)
         ref_logits, ref_scores = tr.teacher(x)
     assert seen == [2] and logits.shape == ref_logits.shape and scores.shape == (1,)
     assert torch.allclose(logits, ref_logits, atol=1e-4) and torch.allclose(scores, ref_scores, atol=1e-4)
+
+
+def test_lesion_loss_weight(tiny_dataset, tmp_path):  # noqa: F811
+    on = _trainer(tiny_dataset, tmp_path / "on", lesion_loss_weight=1.0, use_teacher=False)
+    off = _trainer(tiny_dataset, tmp_path / "off", lesion_loss_weight=0.0, use_teacher=False)
+    off.network.load_state_dict(on.network.state_dict())
+    b = on.compose(next(on.dataloader_train))
+    assert off.compose(next(off.dataloader_train))["sup_lesions"] is None
+    lesions = b["sup_lesions"]  # the candidate lesions (26-connected voxels >= 130 HU) of each patch
+    assert lesions is not None and lesions.shape == b["sup_y"].shape and int(lesions.max()) >= 1
+    assert torch.equal(lesions > 0, on.candidate_mask(b["sup_x"]))
+    on.network.eval(), off.network.eval()
+    t_on, t_off = _terms(on, b), _terms(off, b)
+    logits, _ = on.network(on._layout(b["sup_x"]))
+    extra = L.lesion_bce(logits, b["sup_y"], lesions, b["sup_weights"])
+    assert extra.item() > 0
+    assert t_on["seg"].item() == pytest.approx(t_off["seg"].item() + extra.item(), rel=1e-4)
+    with pytest.raises(ValueError, match="lesion_loss_weight"):
+        MethodConfig.from_dict({**TEST_CONFIG, "lesion_loss_weight": -1.0})

@@ -26,6 +26,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
 from s2cac.hu import window_hu, windows_from_dataset_json
+from s2cac.inference.lesions import LESION_CONNECTIVITY
 from s2cac.nets import build_network
 from s2cac.nnunet import PLANS_SCHEME
 from s2cac.training import losses as L
@@ -89,6 +90,7 @@ class BaseTrainer(nnUNetTrainer):
         schemes = list(self.configuration_manager.normalization_schemes)
         needs_level = config.candidate_gating or config.labeled_candidate_fraction > 0
         needs_level |= config.negative_candidate_fraction > 0 or config.unlabeled_candidate_fraction > 0
+        needs_level |= config.lesion_loss_weight > 0
         if needs_level and (not schemes or any(x != PLANS_SCHEME for x in schemes)):
             raise ValueError(
                 f"candidate gating/sampling needs s2cac's HU-windowed images ({PLANS_SCHEME}), got {schemes}"
@@ -323,8 +325,14 @@ class BaseTrainer(nnUNetTrainer):
                 amount.append(torch.zeros(cfg.n_negative))
         seen = torch.cat([p["fg_seen"] for p in parts])
         weights = torch.where(seen > 0, torch.ones_like(seen), torch.full_like(seen, self.current_nsb_weight()))
+        sup_x = torch.cat([p["data"] for p in parts])
+        lesions = None
+        if cfg.lesion_loss_weight > 0:  # the candidate lesions the lesion decision will judge (on the CPU)
+            candidates = (sup_x[:, 0] >= self.candidate_level - 1e-6).numpy()
+            lesions = torch.from_numpy(L.candidate_lesions(candidates, LESION_CONNECTIVITY)).to(dev)
         return {
-            "sup_x": torch.cat([p["data"] for p in parts]).to(dev, non_blocking=True),
+            "sup_x": sup_x.to(dev, non_blocking=True),
+            "sup_lesions": lesions,
             "sup_y": torch.cat([p["target"] for p in parts])[:, 0].to(dev, non_blocking=True),
             "sup_amount": torch.cat(amount).to(dev),
             "sup_weights": weights.to(dev),
@@ -378,6 +386,8 @@ class BaseTrainer(nnUNetTrainer):
             unl_mask=self.candidate_mask(b["unl_x"]) if has_teacher else None,
             normalization=cfg.loss_normalization,
             term_weights=getattr(self, "term_weights", None),
+            sup_lesions=b.get("sup_lesions"),
+            lesion_weight=cfg.lesion_loss_weight,
         )
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:

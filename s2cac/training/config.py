@@ -142,6 +142,7 @@ class MethodConfig:
     )
     # --- calcium is only ever exported where HU >= candidate_hu (inference: network AND HU >= threshold) ---
     candidate_gating: bool = True  # train and validate on that gated output (calcium probability 0 below it)
+    lesion_loss_weight: float = 0.0  # + this x BCE of each candidate lesion's mean calcium probability (seg term)
     # --- augmentation of the three training loaders ---
     augmentation: str = "light"  # "none" (authors: centre crop only) | "light" | "nnunet" (nnU-Net's default)
     # --- score target ---
@@ -230,6 +231,10 @@ class MethodConfig:
             "labeled_foreground_fraction + labeled_candidate_fraction must be <= 1",
         )
         need(math.isfinite(self.candidate_hu), "candidate_hu must be a finite HU value")
+        need(
+            math.isfinite(self.lesion_loss_weight) and self.lesion_loss_weight >= 0,
+            f"lesion_loss_weight must be >= 0, got {self.lesion_loss_weight}",
+        )
         need(self.augmentation in AUGMENTATIONS, f"augmentation must be one of {AUGMENTATIONS}")
         need(self.teacher_mode in ("eval", "train"), "teacher_mode must be 'eval' or 'train'")
         need(self.loss_normalization in ("batch", "weights"), "loss_normalization must be 'batch' or 'weights'")

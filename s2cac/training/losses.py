@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+import cc3d
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -99,6 +101,59 @@ def weighted_soft_dice(
     return weighted_mean(1.0 - dice.mean(1), weights, normalization)
 
 
+def lesion_bce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    lesions: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    normalization: str = "batch",
+    eps: float = 1e-6,
+    balanced: bool = True,
+) -> torch.Tensor:
+    """Candidate-lesion loss: the decision of ``predict.decision: lesion`` (s2cac.inference.lesions), trained.
+
+    ``lesions`` (B, Z, Y, X) numbers each sample's candidate lesions 1..n (the connected components of its voxels
+    >= the Agatston threshold; 0 elsewhere). A lesion's prediction is the mean calcium probability over its
+    voxels, its target 1 when at least half of its voxels are calcium (any label > 0), else 0; its loss is the
+    binary cross-entropy of the two. Per sample the mean over its lesions (``balanced``: the mean over its
+    calcium lesions and the mean over the others weigh half each when it has both), 0 for a sample without
+    any; then the weighted mean over samples. Every lesion counts once, whatever its size: a 3-voxel noise speck
+    or a small plaque weighs as much as a rib, where a voxel-averaged loss dilutes it among thousands of voxels.
+    Without ``balanced`` the many noise specks of a patch outweigh its few calcium lesions.
+    """
+    p = calcium_probability(logits)
+    per_sample = []
+    for i in range(p.shape[0]):
+        ids = lesions[i].reshape(-1).long()
+        n = int(ids.max()) if ids.numel() else 0
+        if n <= 0:
+            per_sample.append(p.new_zeros(()))
+            continue
+        inside = ids > 0
+        idx = ids[inside] - 1
+        sums = p.new_zeros(n).index_add(0, idx, p[i].reshape(-1)[inside])
+        counts = torch.bincount(idx, minlength=n).to(p.dtype)
+        calcium = torch.bincount(idx, weights=(target[i].reshape(-1)[inside] > 0).to(p.dtype), minlength=n)
+        mean = (sums / counts).clamp(eps, 1.0 - eps)
+        truth = (calcium >= 0.5 * counts).to(p.dtype)
+        bce = F.binary_cross_entropy(mean, truth, reduction="none")
+        if balanced and 0 < truth.sum() < n:  # calcium and non-calcium lesions weigh half each
+            per_sample.append(0.5 * (bce[truth > 0].mean() + bce[truth == 0].mean()))
+        else:
+            per_sample.append(bce.mean())
+    return weighted_mean(torch.stack(per_sample), weights, normalization)
+
+
+def candidate_lesions(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:
+    """(B, Z, Y, X) int32: each sample's connected components of ``mask`` numbered 1..n (0 outside), as the
+    lesion decision at inference labels them."""
+    out = np.zeros(mask.shape, dtype=np.int32)
+    for i in range(mask.shape[0]):
+        if mask[i].any():
+            out[i] = cc3d.connected_components(np.ascontiguousarray(mask[i], dtype=np.uint8), connectivity=connectivity)
+    return out
+
+
 def weighted_l1(
     pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, normalization: str = "batch"
 ) -> torch.Tensor:
@@ -170,6 +225,8 @@ def s2cac_loss_terms(
     unl_mask: torch.Tensor | None = None,
     normalization: str = "batch",
     term_weights: dict[str, float] | None = None,
+    sup_lesions: torch.Tensor | None = None,
+    lesion_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """The four S2CAC loss terms and their total (docs/training.md, "Losses").
 
@@ -188,6 +245,8 @@ def s2cac_loss_terms(
         sup_mask, unl_mask: candidate gating (B, Z, Y, X) bool, or None: calcium only where True.
         normalization: weighted means over the batch size (``batch``) or the sum of weights (``weights``).
         term_weights: optional factors on ``seg``, ``score``, ``cons``, ``sdc`` (Dynamic Weight Average).
+        sup_lesions: the supervised patches' candidate lesions (:func:`candidate_lesions`), for
+        lesion_weight: the factor of :func:`lesion_bce`, part of ``seg`` (0: not computed).
 
     Returns:
         dict with ``seg``, ``score``, ``cons``, ``sdc`` (scoring-driven consistency) and ``total``;
@@ -198,6 +257,8 @@ def s2cac_loss_terms(
     seg = weighted_ce(sup_logits, sup_target, sup_weights, sup_mask, norm) + weighted_soft_dice(
         sup_logits, sup_target, sup_weights, mask=sup_mask, normalization=norm
     )
+    if lesion_weight > 0 and sup_lesions is not None:
+        seg = seg + lesion_weight * lesion_bce(sup_logits, sup_target, sup_lesions, sup_weights, norm)
     sup_t = to_score_space(sup_amount, score_target, voxel_volume_mm3)
     score = score_weight * weighted_l1(sup_scores, sup_t, sup_weights, norm) if sup_scores is not None else zero
     cons, sdc = zero, zero
