@@ -18,7 +18,10 @@ each in its own subprocess (its own peak RSS and CPU time), all in the same run:
   ``predict`` did before the fused network;
 - ``tiny_voxel``: ``tiny_skip`` with the per-voxel decision (``decision="voxel"``: nnU-Net's argmax export, no
   probabilities, no candidate lesions); every other variant uses the default lesion rule
-  (``s2cac.inference.lesions``), so ``tiny_skip`` / ``tiny_voxel`` is that rule's cost.
+  (``s2cac.inference.lesions``), so ``tiny_skip`` / ``tiny_voxel`` is that rule's cost;
+- ``tiny_step75``, ``tiny_step1``: ``tiny_skip`` with the sliding-window step 0.75 or 1.0 of the patch
+  (``predict.step``, ``--step``) instead of 0.5: fewer windows, a different mask (the voxels where it differs
+  from ``tiny_skip``'s are counted).
 
 The exported masks (network AND HU >= 130) of ``tiny_skip`` and ``tiny_noskip`` must be identical (checked);
 the voxels where they differ from ``tiny_before`` and ``tiny_unfused`` (float rounding of batched or folded
@@ -31,6 +34,7 @@ its threads), reported beside wall time because the machine may be shared.
     .venv/bin/python benchmarks/bench_predict.py --variants tiny_skip paper_skip   # also the paper network
     .venv/bin/python benchmarks/bench_predict.py --slices 64 --census  # where the kept windows come from
     .venv/bin/python benchmarks/bench_predict.py --slices 64 --variants tiny_skip tiny_unfused  # fused network
+    .venv/bin/python benchmarks/bench_predict.py --slices 64 --variants tiny_skip tiny_step75 tiny_step1  # steps
 """
 
 from __future__ import annotations
@@ -47,10 +51,23 @@ from s2cac.scoring.agatston import CALCIUM_THRESHOLD_HU
 
 PLANS_SPACING = (3.0, 0.369, 0.369)  # the paper's target spacing
 SCAN_SPACING_XY = 0.43
-VARIANTS = ("nnunet_plain", "tiny_before", "tiny_noskip", "tiny_skip", "tiny_unfused", "tiny_voxel", "paper_skip")
+VARIANTS = (
+    "nnunet_plain",
+    "tiny_before",
+    "tiny_noskip",
+    "tiny_skip",
+    "tiny_unfused",
+    "tiny_voxel",
+    "paper_skip",
+    "tiny_step75",
+    "tiny_step1",
+)
+#: sliding-window step per variant (``predict.step``); every other variant uses nnU-Net's default 0.5
+STEPS = {"tiny_step75": 0.75, "tiny_step1": 1.0}
 # initial calcium probability of the random networks: high enough that they mark voxels >= 130 HU, so that the
-# mask comparisons below compare something (0.01 marked none)
-FG_PRIOR = 0.3
+# mask comparisons below compare something (0.01 marked none; with the lesion rule on 16 slices 0.3 kept no
+# lesion whole, 0.5 one voxel, 0.6 638 voxels, 0.7 nearly every candidate)
+FG_PRIOR = 0.6
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "predict"  # outputs, git-ignored
 
 
@@ -108,7 +125,8 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
     batch = 1 if variant in ("nnunet_plain", "tiny_before") else window_batch
     fuse = variant not in ("nnunet_plain", "tiny_before", "tiny_unfused")
     decision = "voxel" if variant == "tiny_voxel" else "lesion"
-    predictor = make_predictor(model, device="cpu", step=0.5, window_batch=batch, fuse=fuse, decision=decision)
+    step = STEPS.get(variant, 0.5)
+    predictor = make_predictor(model, device="cpu", step=step, window_batch=batch, fuse=fuse, decision=decision)
     n_params = sum(
         p.numel() for n, p in net.named_parameters() if not n.startswith(("memory", "pos_", "conn", "score"))
     )
@@ -127,7 +145,7 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
         pm, cm, ds = predictor.plans_manager, predictor.configuration_manager, predictor.dataset_json
         base.manual_initialization(plain, pm, cm, [plain.state_dict()], ds, "PlainConvUNet", (0, 1, 2))
         predictor, n_params = base, sum(p.numel() for p in plain.parameters())
-    threshold = CALCIUM_THRESHOLD_HU if variant.endswith(("_skip", "_unfused", "_voxel")) else None
+    threshold = CALCIUM_THRESHOLD_HU if variant.endswith(("_skip", "_unfused", "_voxel")) or step != 0.5 else None
     predict_network_labels(predictor, hu[: patch[0], :256, :256], spacing, threshold_hu=threshold)  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
     labels, stats = predict_network_labels(predictor, hu, spacing, threshold_hu=threshold)
@@ -236,8 +254,8 @@ def main() -> int:
         print(json.dumps(results[variant]), file=sys.stderr, flush=True)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else "?"
     print(f"scan {args.slices} x 512 x 512 at (3.0, {SCAN_SPACING_XY}, {SCAN_SPACING_XY}) mm -> plans "
-          f"{PLANS_SPACING} mm, patch {patch}, step 0.5, Gaussian, no TTA, torch threads {args.threads}, "
-          f"window batch {args.window_batch}, load average {' '.join(load)}")  # fmt: skip
+          f"{PLANS_SPACING} mm, patch {patch}, step 0.5 (tiny_step*: 0.75, 1), Gaussian, no TTA, "
+          f"torch threads {args.threads}, window batch {args.window_batch}, load average {' '.join(load)}")  # fmt: skip
     print(f"{'variant':<13} {'params(seg)':>11} {'windows run':>12} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13}")
     for r in results.values():
         win = f"{r['windows_run']}/{r['windows_total']}" if r["windows_total"] else "all"
@@ -255,10 +273,10 @@ def main() -> int:
     masks = {v: np.load(OUT / f"mask_{v}_{args.slices}.npy") for v in results if not v.startswith(("nnunet", "paper"))}
     if "tiny_skip" in masks and "tiny_noskip" in masks:
         same = np.array_equal(masks["tiny_skip"], masks["tiny_noskip"])
-        print(f"exported masks tiny_skip == tiny_noskip: {same}")
+        print(f"exported masks tiny_skip == tiny_noskip: {same} ({int(masks['tiny_skip'].sum())} voxels exported)")
         if not same:
             return 1
-    for other in ("tiny_unfused", "tiny_before"):
+    for other in ("tiny_unfused", "tiny_before", *STEPS):
         if "tiny_skip" in masks and other in masks:
             diff = int((masks["tiny_skip"] != masks[other]).sum())
             print(f"exported voxels differing tiny_skip vs {other}: {diff} of {int(masks[other].sum())}")
