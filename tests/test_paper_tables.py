@@ -120,6 +120,10 @@ def test_paired_wilcoxon_matches_scipy(tree) -> None:
                           "ratio": "50", "dice": [*x, *y], "abs_agatston_error": 0.0})  # fmt: skip
     got = paired_tests(known, "m", ["b"], "50")
     assert got.loc[got["metric"] == "dice", "p_value"].item() == pytest.approx(stats.wilcoxon(x, y).pvalue)
+    # by hand: the negative differences have ranks 2 and 4, W = 6; of the 2^10 sign patterns 14 have a rank sum
+    # <= 6 ({}, 1, 2, 3, 1+2, 4, 1+3, 5, 1+4, 2+3, 6, 1+5, 2+4, 1+2+3), so the exact two-sided p is 2 x 14 / 1024
+    row = got.loc[got["metric"] == "dice"].iloc[0]
+    assert row["statistic"] == 6 and row["p_value"] == pytest.approx(28 / 1024)
     assert np.isnan(got.loc[got["metric"] == "abs_agatston_error", "p_value"].item())  # all differences 0
 
 

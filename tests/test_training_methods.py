@@ -260,3 +260,27 @@ def test_uamt_trains_end_to_end_and_releases_the_teacher(tiny_dataset, tmp_path)
     assert ckpt["method_config"]["method"] == "uamt" and ckpt["teacher_weights"] is not None
     assert all(torch.equal(ckpt["network_weights"][k], v) for k, v in ckpt["teacher_weights"].items())
     assert train_model(pre, split, cfg, tmp_path / "m")["status"] == "already_done"
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "s2cac"])
+def test_all_labeled_split_gives_the_teacher_the_labeled_images(tiny_dataset, tmp_path, method):  # noqa: F811
+    """At 100 % labeled (the label-ratio study's last ratio) a split has no unlabeled scans: the teacher methods
+    then take their unlabeled patches from the labeled scans' images (never their labels) instead of failing."""
+    pre, split = tiny_dataset
+    full = {**split, "labeled": sorted(split["labeled"] + split["unlabeled"]), "unlabeled": []}
+    cfg = MethodConfig.from_dict({**TEST_CONFIG, **PLAIN_SGD, "method": method})
+    tr = create_trainer(pre, full, cfg, tmp_path / "model", device="cpu")
+    assert tr.unlabeled_from_labeled and tr.split["unlabeled"] == full["labeled"]
+    tr.initialize()
+    tr.dataloader_train, tr.dataloader_val = tr.get_dataloaders()
+    tr.on_train_epoch_start()
+    unl = tr.dataloader_train.parts["unlabeled"].data_loader
+    assert set(unl.indices) == set(full["labeled"]) and not unl.read_labels
+    student0, teacher0, out = _step(tr)
+    _check_student_moved_by_its_gradient(tr, student0)
+    _check_teacher_moved_by_ema_only(tr, student0, teacher0)
+    assert out["cons"] > 0
+    log = (tmp_path / "model" / "training_log.txt").read_text(encoding="utf-8")
+    assert "no unlabeled scans (100 % labeled)" in log
+    sup = MethodConfig.from_dict({**TEST_CONFIG, **PLAIN_SGD, "method": "supervised"})
+    assert not create_trainer(pre, full, sup, tmp_path / "sup", device="cpu").unlabeled_from_labeled

@@ -57,6 +57,9 @@ class BaseTrainer(nnUNetTrainer):
         """Apply the method config, the split and the output folder (called once by :func:`create_trainer`)."""
         self.cfg = config
         self.split = {k: list(split.get(k, [])) for k in ("labeled", "unlabeled", "negative", "validation")}
+        self.unlabeled_from_labeled = config.unlabeled_in_batch > 0 and not self.split["unlabeled"]
+        if self.unlabeled_from_labeled:  # 100 % labeled: the teacher's stream is the labeled scans' images
+            self.split["unlabeled"] = list(self.split["labeled"])
         for key, needed in (
             ("labeled", True),
             ("validation", True),
@@ -237,6 +240,11 @@ class BaseTrainer(nnUNetTrainer):
             # Labels of unlabeled scans are read only to reproduce the original code's defects: 4 (patches centred
             # on hidden calcium) and 1 (the negative patch's target is the unlabeled patch's calcium count).
             leak = cfg.faithful_unlabeled_centering or cfg.faithful_negative_target
+            if self.unlabeled_from_labeled:
+                self.print_to_log_file(
+                    "the split has no unlabeled scans (100 % labeled): the teacher's unlabeled patches come from the "
+                    "labeled scans' images (their labels are not used there)"
+                )
             if leak:
                 self.print_to_log_file("faithful_unlabeled_centering/negative_target: reading unlabeled scans' labels")
             if cfg.faithful_unlabeled_centering:

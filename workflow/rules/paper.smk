@@ -121,9 +121,12 @@ if PAPER is not None:
 
     rule paper_environment:
         # The resolved config, software versions and wall time per stage (read from logs/benchmarks/ after every
-        # evaluation is done: jobs that re-run later update it on the next run of this rule).
+        # evaluation, table and figure is done, so that their own stages are in it; jobs that re-run later update
+        # it on the next run of this rule).
         input:
             evaluations=paper_evaluations(),
+            tables=rules.paper_tables.output.runs,
+            figures=rules.paper_figures.output,
         output:
             config=report(f"{PAPER_DIR}/config.yaml", caption="../report/paper_config.rst", category="Paper",
                           subcategory="Environment", labels={"file": "configuration"}),
