@@ -236,6 +236,17 @@ def test_synthetic_demo_workflow_end_to_end(tmp_path):
         assert final[path][0] > after[f"results/evaluate/{sup}/summary.json"][0], path
     assert all(final[path] == after[path] for path in after if "/paper/" not in path and "/paper_" not in path)
 
+    # the HTML report (README: `snakemake --report results/report.html`) gathers the tables, figures and environment
+    html_path = work / "results" / "report.html"
+    report = _run(work, "--report", str(html_path))
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = html_path.read_text(encoding="utf-8", errors="replace")
+    tables = ("main.csv", "ablation.csv", "label_ratio.csv", "wilcoxon.csv", "headline.txt")
+    environment = ("config.yaml", "software.csv", "walltime.csv")
+    figures = ("qualitative.png", "nsb_schedule.png", "training_curves.png", "risk_confusion.png")
+    for name in tables + environment + figures:
+        assert name in html, name
+
 
 def test_synthetic_option_typo_stops_the_workflow(tmp_path):
     work = tmp_path / "work"
