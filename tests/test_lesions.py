@@ -67,3 +67,17 @@ def test_predict_options_check_the_decision() -> None:
     assert PredictOptions(decision="voxel").decision == "voxel"
     with pytest.raises(ValueError, match="decision must be one of lesion, voxel, got 'component'"):
         PredictOptions(decision="component")
+
+
+def test_thin_volumes_are_labelled() -> None:
+    """A volume one voxel thin in two axes (cc3d 4.1.1 fails on it as bool with 26-connectivity)."""
+    from s2cac.inference.lesions import candidate_components
+
+    candidates = np.zeros((1, 1, 8), bool)
+    candidates[0, 0, ::2] = True
+    assert candidate_components(candidates).ravel().tolist() == [1, 0, 2, 0, 3, 0, 4, 0]
+    probabilities = np.zeros((2, 1, 1, 8), np.float32)
+    probabilities[1, 0, 0] = [0.9, 0, 0.1, 0, 0.8, 0, 0.2, 0]
+    probabilities[0] = 1 - probabilities[1]
+    labels = lesion_labels(probabilities, candidates)
+    assert labels.ravel().tolist() == [1, 0, 0, 0, 1, 0, 0, 0]

@@ -25,6 +25,16 @@ DECISIONS = ("lesion", "voxel")
 LESION_CONNECTIVITY = 26  # 3D, as the evaluation's lesions (EvaluationOptions.lesion_connectivity)
 
 
+def candidate_components(candidates: np.ndarray, connectivity: int = LESION_CONNECTIVITY) -> np.ndarray:
+    """The candidate lesions of one (z, y, x) bool volume: its connected components numbered 1..n, 0 outside
+    (what the lesion rule keeps or drops whole, and what training's lesion loss judges).
+
+    Labelled as uint8: cc3d 4.1.1 miscounts a bool volume one voxel thin in two axes (e.g. 1 x 1 x 8) with
+    26-connectivity and raises "maximum length exception"; uint8 gives the same labels everywhere else."""
+    voxels = np.ascontiguousarray(np.asarray(candidates, dtype=bool), dtype=np.uint8)
+    return cc3d.connected_components(voxels, connectivity=int(connectivity))
+
+
 def lesion_labels(
     probabilities: np.ndarray,
     candidates: np.ndarray,
@@ -53,7 +63,7 @@ def lesion_labels(
         )
     if not 0.0 < float(calcium_probability) < 1.0:
         raise ValueError(f"calcium_probability must be in (0, 1), got {calcium_probability}")
-    components = cc3d.connected_components(candidates, connectivity=int(connectivity))
+    components = candidate_components(candidates, connectivity)
     n = int(components.max())
     labels = np.zeros(candidates.shape, dtype=np.uint8)
     if n == 0:

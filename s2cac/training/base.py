@@ -26,7 +26,6 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
 from s2cac.hu import window_hu, windows_from_dataset_json
-from s2cac.inference.lesions import LESION_CONNECTIVITY
 from s2cac.nets import build_network
 from s2cac.nnunet import PLANS_SCHEME
 from s2cac.training import losses as L
@@ -303,11 +302,15 @@ class BaseTrainer(nnUNetTrainer):
         ]
         return L.dwa_weights(history, self.cfg.dwa_temperature)
 
+    def candidate_voxels(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, Z, Y, X) True where a voxel may be calcium (>= candidate_hu; judged on the first channel)."""
+        return x[:, 0] >= self.candidate_level - 1e-6
+
     def candidate_mask(self, x: torch.Tensor | None) -> torch.Tensor | None:
-        """(B, Z, Y, X) True where a voxel may be calcium (>= candidate_hu), or None without gating."""
+        """:meth:`candidate_voxels` for candidate gating, or None without gating."""
         if x is None or not self.cfg.candidate_gating:
             return None
-        return x[:, 0] >= self.candidate_level - 1e-6
+        return self.candidate_voxels(x)
 
     def current_nsb_weight(self) -> float:
         n = self.cfg.nsb
@@ -336,8 +339,7 @@ class BaseTrainer(nnUNetTrainer):
         sup_x = torch.cat([p["data"] for p in parts])
         lesions = None
         if cfg.lesion_loss_weight > 0:  # the candidate lesions the lesion decision will judge (on the CPU)
-            candidates = (sup_x[:, 0] >= self.candidate_level - 1e-6).numpy()
-            lesions = torch.from_numpy(L.candidate_lesions(candidates, LESION_CONNECTIVITY)).to(dev)
+            lesions = torch.from_numpy(L.candidate_lesions(self.candidate_voxels(sup_x).numpy())).to(dev)
         return {
             "sup_x": sup_x.to(dev, non_blocking=True),
             "sup_lesions": lesions,

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 
-import cc3d
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from s2cac.inference.lesions import LESION_CONNECTIVITY, candidate_components
 from s2cac.training.config import SCORE_TARGETS  # defined there: the config (and the Snakefile) need no torch
 
 NORMALIZATIONS = ("batch", "weights")
@@ -144,13 +144,13 @@ def lesion_bce(
     return weighted_mean(torch.stack(per_sample), weights, normalization)
 
 
-def candidate_lesions(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:
-    """(B, Z, Y, X) int32: each sample's connected components of ``mask`` numbered 1..n (0 outside), as the
-    lesion decision at inference labels them."""
+def candidate_lesions(mask: np.ndarray, connectivity: int = LESION_CONNECTIVITY) -> np.ndarray:
+    """(B, Z, Y, X) int32: each sample's candidate lesions (:func:`s2cac.inference.lesions.candidate_components`
+    of its ``mask``) numbered 1..n, 0 outside: the lesions the decision at inference keeps or drops."""
     out = np.zeros(mask.shape, dtype=np.int32)
     for i in range(mask.shape[0]):
         if mask[i].any():
-            out[i] = cc3d.connected_components(np.ascontiguousarray(mask[i], dtype=np.uint8), connectivity=connectivity)
+            out[i] = candidate_components(mask[i], connectivity)
     return out
 
 
@@ -245,8 +245,8 @@ def s2cac_loss_terms(
         sup_mask, unl_mask: candidate gating (B, Z, Y, X) bool, or None: calcium only where True.
         normalization: weighted means over the batch size (``batch``) or the sum of weights (``weights``).
         term_weights: optional factors on ``seg``, ``score``, ``cons``, ``sdc`` (Dynamic Weight Average).
-        sup_lesions: the supervised patches' candidate lesions (:func:`candidate_lesions`), for
-        lesion_weight: the factor of :func:`lesion_bce`, part of ``seg`` (0: not computed).
+        sup_lesions: the supervised patches' candidate lesions (:func:`candidate_lesions`), or None.
+        lesion_weight: the factor of :func:`lesion_bce` on ``sup_lesions``, part of ``seg`` (0: not computed).
 
     Returns:
         dict with ``seg``, ``score``, ``cons``, ``sdc`` (scoring-driven consistency) and ``total``;
