@@ -17,6 +17,7 @@ no part in the choice. Models of the demo workflow after ``bench_learning.py``:
     python benchmarks/bench_operating_point.py --experiment supervised --thresholds 0.3 0.5 0.7
     python benchmarks/bench_operating_point.py --decision voxel                 # the per-voxel rule
     python benchmarks/bench_operating_point.py --thresholds 0.5 --step 1        # windows without overlap
+    python benchmarks/bench_operating_point.py --thresholds 0.5 --checkpoint final  # the last epoch's teacher
 
 Nothing is timed; it reports.
 """
@@ -35,7 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def sweep(
-    model_dir: Path, cases_tsv: Path, thresholds: list[float], threads: int, decision: str, step: float = 0.5
+    model_dir: Path,
+    cases_tsv: Path,
+    thresholds: list[float],
+    threads: int,
+    decision: str,
+    step: float = 0.5,
+    checkpoint: str = "best",
 ) -> pd.DataFrame:
     """One row per (part, case, threshold) with the evaluation of that threshold's mask."""
     import torch
@@ -52,7 +59,7 @@ def sweep(
     torch.set_num_threads(threads)
     split = json.loads((model_dir / "split.json").read_text(encoding="utf-8"))
     sheet = load_case_sheet(cases_tsv).set_index("case_id")
-    predictor = make_predictor(load_model(model_dir, checkpoint="best"), device="cpu", step=step)
+    predictor = make_predictor(load_model(model_dir, checkpoint=checkpoint), device="cpu", step=step)
     windows = tuple(predictor.hu_windows or (HUWindow(),))
     rows = []
     for part in ("validation", "test"):
@@ -103,6 +110,8 @@ def main() -> int:
     parser.add_argument("--decision", choices=("lesion", "voxel"), default="lesion",
                         help="the decision rule the threshold applies to (predict.decision)")  # fmt: skip
     parser.add_argument("--step", type=float, default=0.5, help="sliding-window step (predict.step)")
+    parser.add_argument("--checkpoint", choices=("best", "final"), default="best",
+                        help="which checkpoint of each model (predict.checkpoint)")  # fmt: skip
     args = parser.parse_args()
     models = args.models or sorted(
         (REPO / "results/models/synthetic" / args.experiment / "labeled50/fold0").glob("seed*")
@@ -113,7 +122,9 @@ def main() -> int:
         args.thresholds.append(0.5)
     table, chosen = [], []
     for model_dir in models:
-        df = sweep(model_dir, args.cases, sorted(args.thresholds), args.threads, args.decision, args.step)
+        df = sweep(
+            model_dir, args.cases, sorted(args.thresholds), args.threads, args.decision, args.step, args.checkpoint
+        )
         per = {(p, t): metrics(g) for (p, t), g in df.groupby(["part", "t"])}
         for (part, t), m in sorted(per.items()):
             table.append({"model": str(model_dir), "part": part, "t": t, **m})

@@ -35,6 +35,8 @@ its threads), reported beside wall time because the machine may be shared.
     .venv/bin/python benchmarks/bench_predict.py --slices 64 --census  # where the kept windows come from
     .venv/bin/python benchmarks/bench_predict.py --slices 64 --variants tiny_skip tiny_unfused  # fused network
     .venv/bin/python benchmarks/bench_predict.py --slices 64 --variants tiny_skip tiny_step75 tiny_step1  # steps
+    .venv/bin/python benchmarks/bench_predict.py --slices 64 --variants tiny_skip tiny_noskip \
+        --model results/models/synthetic/s2cac/labeled50/fold0/seed0     # a trained model (the demo's)
 """
 
 from __future__ import annotations
@@ -105,8 +107,13 @@ def phantom(slices: int):
     return hu, spacing
 
 
-def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads: int, window_batch: int) -> dict:
-    """Predict the phantom with one variant; returns seconds, CPU seconds, window counts and peak RSS."""
+def run_variant(
+    variant: str, slices: int, patch: tuple[int, int, int], threads: int, window_batch: int, model_dir: str | None
+) -> dict:
+    """Predict the phantom with one variant; returns seconds, CPU seconds, window counts and peak RSS.
+
+    With ``model_dir`` the ``tiny_*`` variants run that trained model (its weights, plans spacing and patch)
+    instead of the random network at :data:`PLANS_SPACING` and ``patch``."""
     import numpy as np
     import torch
 
@@ -118,17 +125,27 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     hu, spacing = phantom(slices)
-    preset = "paper" if variant.startswith("paper") else "tiny"
-    net = build_network(preset, fg_prior=FG_PRIOR)
-    config = {"network": preset, "network_overrides": {"fg_prior": FG_PRIOR}, "use_score_head": True}
-    model = LoadedModel(net.state_dict(), make_plans(patch, PLANS_SPACING), make_dataset_json(), config, "bench")
+    if model_dir is not None:
+        from s2cac.inference import load_model
+
+        model = load_model(model_dir, checkpoint="best")
+        state = model.state_dict
+    else:
+        preset = "paper" if variant.startswith("paper") else "tiny"
+        net = build_network(preset, fg_prior=FG_PRIOR)
+        config = {"network": preset, "network_overrides": {"fg_prior": FG_PRIOR}, "use_score_head": True}
+        model = LoadedModel(net.state_dict(), make_plans(patch, PLANS_SPACING), make_dataset_json(), config, "bench")
+        state = net.state_dict()
     batch = 1 if variant in ("nnunet_plain", "tiny_before") else window_batch
     fuse = variant not in ("nnunet_plain", "tiny_before", "tiny_unfused")
     decision = "voxel" if variant == "tiny_voxel" else "lesion"
     step = STEPS.get(variant, 0.5)
     predictor = make_predictor(model, device="cpu", step=step, window_batch=batch, fuse=fuse, decision=decision)
-    n_params = sum(
-        p.numel() for n, p in net.named_parameters() if not n.startswith(("memory", "pos_", "conn", "score"))
+    n_params = sum(  # the segmentation path's parameters (BatchNorm buffers are not parameters)
+        p.numel()
+        for n, p in state.items()
+        if not n.startswith(("memory", "pos_", "conn", "score"))
+        and not n.endswith(("running_mean", "running_var", "num_batches_tracked"))
     )
     if variant == "nnunet_plain":
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -146,7 +163,8 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
         base.manual_initialization(plain, pm, cm, [plain.state_dict()], ds, "PlainConvUNet", (0, 1, 2))
         predictor, n_params = base, sum(p.numel() for p in plain.parameters())
     threshold = CALCIUM_THRESHOLD_HU if variant.endswith(("_skip", "_unfused", "_voxel")) or step != 0.5 else None
-    predict_network_labels(predictor, hu[: patch[0], :256, :256], spacing, threshold_hu=threshold)  # warm-up
+    warm = predictor.configuration_manager.patch_size[0]
+    predict_network_labels(predictor, hu[:warm, :256, :256], spacing, threshold_hu=threshold)  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
     labels, stats = predict_network_labels(predictor, hu, spacing, threshold_hu=threshold)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -164,6 +182,8 @@ def run_variant(variant: str, slices: int, patch: tuple[int, int, int], threads:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "candidates": int((hu >= CALCIUM_THRESHOLD_HU).sum()),
         "exported_voxels": int(exported.sum()),
+        "plans_spacing": list(map(float, predictor.configuration_manager.spacing)),
+        "patch": list(map(int, predictor.configuration_manager.patch_size)),
     }
 
 
@@ -221,11 +241,26 @@ def main() -> int:
     parser.add_argument("--window-batch", type=int, default=2)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:6]))
     parser.add_argument("--census", action="store_true", help="only count the windows kept (no network runs)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="a trained model folder or package: the tiny_* variants run it (its weights, spacing and patch; "
+        "--patch is then ignored) instead of a random network at the paper's 0.369 mm",
+    )
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.model is not None:
+        if not args.model.exists():
+            parser.error(f"--model {args.model}: no such model folder or file")
+        chosen = [args.variant] if args.variant else args.variants
+        if args.census or any(not v.startswith("tiny_") for v in chosen):
+            parser.error("--model times a trained tiny model: use it with tiny_* variants, without --census")
+        args.model = args.model.resolve()
+    model_arg = [] if args.model is None else ["--model", str(args.model)]
     patch = tuple(args.patch)
     if args.variant:  # child process
-        print(json.dumps(run_variant(args.variant, args.slices, patch, args.threads, args.window_batch)))
+        model = None if args.model is None else str(args.model)
+        print(json.dumps(run_variant(args.variant, args.slices, patch, args.threads, args.window_batch, model)))
         return 0
     import numpy as np
 
@@ -245,7 +280,8 @@ def main() -> int:
     results = {}
     for variant in args.variants:
         cmd = [sys.executable, __file__, "--variant", variant, "--slices", str(args.slices), "--patch",
-               *map(str, patch), "--threads", str(args.threads), "--window-batch", str(args.window_batch)]  # fmt: skip
+               *map(str, patch), "--threads", str(args.threads), "--window-batch", str(args.window_batch),
+               *model_arg]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
@@ -253,8 +289,11 @@ def main() -> int:
         results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps(results[variant]), file=sys.stderr, flush=True)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else "?"
+    first = next(iter(results.values()))
+    net = f"model {args.model}" if args.model else "random networks"
     print(f"scan {args.slices} x 512 x 512 at (3.0, {SCAN_SPACING_XY}, {SCAN_SPACING_XY}) mm -> plans "
-          f"{PLANS_SPACING} mm, patch {patch}, step 0.5 (tiny_step*: 0.75, 1), Gaussian, no TTA, "
+          f"{tuple(first['plans_spacing'])} mm, patch {tuple(first['patch'])}, {net}, "
+          f"step 0.5 (tiny_step*: 0.75, 1), Gaussian, no TTA, "
           f"torch threads {args.threads}, window batch {args.window_batch}, load average {' '.join(load)}")  # fmt: skip
     print(f"{'variant':<13} {'params(seg)':>11} {'windows run':>12} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13}")
     for r in results.values():
