@@ -37,6 +37,7 @@ its threads), reported beside wall time because the machine may be shared.
     .venv/bin/python benchmarks/bench_predict.py --slices 64 --variants tiny_skip tiny_step75 tiny_step1  # steps
     .venv/bin/python benchmarks/bench_predict.py --slices 64 --variants tiny_skip tiny_noskip \
         --model results/models/synthetic/s2cac/labeled50/fold0/seed0     # a trained model (the demo's)
+    .venv/bin/python benchmarks/bench_predict.py --slices 64 --device cuda --variants tiny_skip paper_skip  # GPU
 """
 
 from __future__ import annotations
@@ -108,7 +109,13 @@ def phantom(slices: int):
 
 
 def run_variant(
-    variant: str, slices: int, patch: tuple[int, int, int], threads: int, window_batch: int, model_dir: str | None
+    variant: str,
+    slices: int,
+    patch: tuple[int, int, int],
+    threads: int,
+    window_batch: int,
+    model_dir: str | None,
+    device: str = "cpu",
 ) -> dict:
     """Predict the phantom with one variant; returns seconds, CPU seconds, window counts and peak RSS.
 
@@ -140,7 +147,8 @@ def run_variant(
     fuse = variant not in ("nnunet_plain", "tiny_before", "tiny_unfused")
     decision = "voxel" if variant == "tiny_voxel" else "lesion"
     step = STEPS.get(variant, 0.5)
-    predictor = make_predictor(model, device="cpu", step=step, window_batch=batch, fuse=fuse, decision=decision)
+    predictor = make_predictor(model, device=device, step=step, window_batch=batch, fuse=fuse, decision=decision)
+    cuda = predictor.device.type == "cuda"
     n_params = sum(  # the segmentation path's parameters (BatchNorm buffers are not parameters)
         p.numel()
         for n, p in state.items()
@@ -165,8 +173,13 @@ def run_variant(
     threshold = CALCIUM_THRESHOLD_HU if variant.endswith(("_skip", "_unfused", "_voxel")) or step != 0.5 else None
     warm = predictor.configuration_manager.patch_size[0]
     predict_network_labels(predictor, hu[:warm, :256, :256], spacing, threshold_hu=threshold)  # warm-up
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     t0, c0 = time.perf_counter(), time.process_time()
     labels, stats = predict_network_labels(predictor, hu, spacing, threshold_hu=threshold)
+    if cuda:
+        torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     exported = (labels != 0) & (hu >= CALCIUM_THRESHOLD_HU)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -182,6 +195,8 @@ def run_variant(
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "candidates": int((hu >= CALCIUM_THRESHOLD_HU).sum()),
         "exported_voxels": int(exported.sum()),
+        "device": str(predictor.device),
+        "gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "plans_spacing": list(map(float, predictor.configuration_manager.spacing)),
         "patch": list(map(int, predictor.configuration_manager.patch_size)),
     }
@@ -247,8 +262,13 @@ def main() -> int:
         help="a trained model folder or package: the tiny_* variants run it (its weights, spacing and patch; "
         "--patch is then ignored) instead of a random network at the paper's 0.369 mm",
     )
+    parser.add_argument(
+        "--device", default="cpu", help="cpu (default), cuda or cuda:N: where the windows run (a GPU figure)"
+    )
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.device != "cpu" and "nnunet_plain" in ([args.variant] if args.variant else args.variants):
+        parser.error("nnunet_plain is the CPU baseline; leave it out with --device cuda")
     if args.model is not None:
         if not args.model.exists():
             parser.error(f"--model {args.model}: no such model folder or file")
@@ -260,7 +280,8 @@ def main() -> int:
     patch = tuple(args.patch)
     if args.variant:  # child process
         model = None if args.model is None else str(args.model)
-        print(json.dumps(run_variant(args.variant, args.slices, patch, args.threads, args.window_batch, model)))
+        r = run_variant(args.variant, args.slices, patch, args.threads, args.window_batch, model, args.device)
+        print(json.dumps(r))
         return 0
     import numpy as np
 
@@ -281,7 +302,7 @@ def main() -> int:
     for variant in args.variants:
         cmd = [sys.executable, __file__, "--variant", variant, "--slices", str(args.slices), "--patch",
                *map(str, patch), "--threads", str(args.threads), "--window-batch", str(args.window_batch),
-               *model_arg]  # fmt: skip
+               "--device", args.device, *model_arg]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
@@ -294,12 +315,14 @@ def main() -> int:
     print(f"scan {args.slices} x 512 x 512 at (3.0, {SCAN_SPACING_XY}, {SCAN_SPACING_XY}) mm -> plans "
           f"{tuple(first['plans_spacing'])} mm, patch {tuple(first['patch'])}, {net}, "
           f"step 0.5 (tiny_step*: 0.75, 1), Gaussian, no TTA, "
-          f"torch threads {args.threads}, window batch {args.window_batch}, load average {' '.join(load)}")  # fmt: skip
+          f"torch threads {args.threads}, window batch {args.window_batch}, device {first['device']}, "
+          f"load average {' '.join(load)}")  # fmt: skip
     print(f"{'variant':<13} {'params(seg)':>11} {'windows run':>12} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13}")
     for r in results.values():
         win = f"{r['windows_run']}/{r['windows_total']}" if r["windows_total"] else "all"
+        gpu = f"  GPU peak {r['gpu_peak_mib']:.0f} MiB" if r["gpu_peak_mib"] else ""
         print(f"{r['variant']:<13} {r['params_seg_path']:>11,d} {win:>12} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
-              f"{r['peak_rss_mib']:>13.0f}")  # fmt: skip
+              f"{r['peak_rss_mib']:>13.0f}{gpu}")  # fmt: skip
     ref = results.get("nnunet_plain") or results.get("tiny_before")
     for name, r in results.items():
         if ref is not None and r is not ref:
