@@ -135,7 +135,8 @@ def run_variant(
     if model_dir is not None:
         from s2cac.inference import load_model
 
-        model = load_model(model_dir, checkpoint="best")
+        # a folder: its released checkpoint (predict's default); a package holds one set of weights
+        model = load_model(model_dir, checkpoint="best" if Path(model_dir).is_dir() else None)
         state = model.state_dict
     else:
         preset = "paper" if variant.startswith("paper") else "tiny"
