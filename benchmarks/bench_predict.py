@@ -108,13 +108,21 @@ def phantom(slices: int):
     return hu, spacing
 
 
+def load_trained(path: Path):
+    """A trained model for ``--model``: a folder's released checkpoint (predict's default), or a package's weights
+    (a package holds one set). Raises :class:`s2cac.inference.model_io.ModelError` naming the file."""
+    from s2cac.inference import load_model
+
+    return load_model(path, checkpoint="best" if path.is_dir() else None)
+
+
 def run_variant(
     variant: str,
     slices: int,
     patch: tuple[int, int, int],
     threads: int,
     window_batch: int,
-    model_dir: str | None,
+    model_dir: Path | None,
     device: str = "cpu",
 ) -> dict:
     """Predict the phantom with one variant; returns seconds, CPU seconds, window counts and peak RSS.
@@ -133,10 +141,7 @@ def run_variant(
     torch.manual_seed(0)
     hu, spacing = phantom(slices)
     if model_dir is not None:
-        from s2cac.inference import load_model
-
-        # a folder: its released checkpoint (predict's default); a package holds one set of weights
-        model = load_model(model_dir, checkpoint="best" if Path(model_dir).is_dir() else None)
+        model = load_trained(model_dir)
         state = model.state_dict
     else:
         preset = "paper" if variant.startswith("paper") else "tiny"
@@ -268,20 +273,26 @@ def main() -> int:
     )
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.device != "cpu" and "nnunet_plain" in ([args.variant] if args.variant else args.variants):
+    chosen = [args.variant] if args.variant else args.variants  # a child process runs one variant
+    if args.device != "cpu" and "nnunet_plain" in chosen:
         parser.error("nnunet_plain is the CPU baseline; leave it out with --device cuda")
     if args.model is not None:
         if not args.model.exists():
             parser.error(f"--model {args.model}: no such model folder or file")
-        chosen = [args.variant] if args.variant else args.variants
         if args.census or any(not v.startswith("tiny_") for v in chosen):
             parser.error("--model times a trained tiny model: use it with tiny_* variants, without --census")
         args.model = args.model.resolve()
+        if not args.variant:  # the parent checks the model once, so that a damaged one is one clear line
+            from s2cac.inference.model_io import ModelError
+
+            try:
+                load_trained(args.model)
+            except ModelError as exc:
+                parser.error(f"--model: {exc}")
     model_arg = [] if args.model is None else ["--model", str(args.model)]
     patch = tuple(args.patch)
     if args.variant:  # child process
-        model = None if args.model is None else str(args.model)
-        r = run_variant(args.variant, args.slices, patch, args.threads, args.window_batch, model, args.device)
+        r = run_variant(args.variant, args.slices, patch, args.threads, args.window_batch, args.model, args.device)
         print(json.dumps(r))
         return 0
     import numpy as np
