@@ -177,6 +177,36 @@ def test_ema_update_without_buffers_unit():
     assert t.running_mean.tolist() == [0.5, 0.5, 0.5]
 
 
+@pytest.mark.parametrize("buffers", [True, False])
+def test_ema_update_equals_the_per_tensor_update(buffers):
+    """The batched update (torch._foreach_*) gives exactly t.mul_(alpha).add_(s, alpha=1 - alpha) per tensor."""
+    from s2cac.nets import build_network
+
+    torch.manual_seed(0)
+    student = build_network("tiny")
+    student.train()
+    student(torch.randn(2, 1, 8, 32, 32))  # BatchNorm statistics and num_batches_tracked move
+    teacher = copy.deepcopy(student)
+    with torch.no_grad():
+        for x in [*teacher.parameters(), *(b for b in teacher.buffers() if b.is_floating_point())]:
+            x.add_(torch.randn_like(x))
+    reference, before = copy.deepcopy(teacher), copy.deepcopy(teacher.state_dict())
+    student(torch.randn(2, 1, 8, 32, 32))
+    for alpha in (0.0, 0.5, 0.95, 1 / 3):
+        ema_update(teacher, student, alpha, buffers=buffers)
+        with torch.no_grad():
+            for t, s in zip(reference.parameters(), student.parameters(), strict=True):
+                t.mul_(alpha).add_(s, alpha=1.0 - alpha)
+            if buffers:
+                for t, s in zip(reference.buffers(), student.buffers(), strict=True):
+                    t.mul_(alpha).add_(s, alpha=1.0 - alpha) if t.is_floating_point() else t.copy_(s)
+    got, want = teacher.state_dict(), reference.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    means = [k for k in want if k.endswith("running_mean")]
+    assert means and all(torch.equal(got[k], before[k]) is (not buffers) for k in means)  # buffers follow iff asked
+    assert all(not torch.equal(got[k], before[k]) for k in want if k.endswith("conv.weight") or k.endswith(".weight"))
+
+
 # ----- losses -----
 def _terms(tr, b, consistency=0.1):
     torch.manual_seed(0)

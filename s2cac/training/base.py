@@ -32,7 +32,7 @@ from s2cac.training import losses as L
 from s2cac.training.augmentation import light_initial_patch, light_transforms, no_transforms
 from s2cac.training.checkpoint import atomic_torch_save, load_safe
 from s2cac.training.config import EXECUTION_KEYS, MethodConfig, same_method
-from s2cac.training.loaders import CompositeBatches, PatchLoader, wrap
+from s2cac.training.loaders import CaseCache, CompositeBatches, PatchLoader, wrap
 from s2cac.training.schedules import consistency_weight, nsb_weight
 
 EXTRA_LOG_KEYS = ("loss_seg", "loss_score", "loss_cons", "loss_sdc", "consistency_weight", "nsb_weight")
@@ -165,7 +165,7 @@ class BaseTrainer(nnUNetTrainer):
     def configure_optimizers(self):
         params = self.network.parameters()
         if self.cfg.optimizer == "adam":
-            opt = torch.optim.Adam(params, self.initial_lr, weight_decay=self.weight_decay)
+            opt = torch.optim.Adam(params, self.initial_lr, weight_decay=self.weight_decay, foreach=True)
         else:
             opt = torch.optim.SGD(
                 params,
@@ -173,6 +173,7 @@ class BaseTrainer(nnUNetTrainer):
                 momentum=self.cfg.momentum,
                 nesterov=self.cfg.nesterov,
                 weight_decay=self.weight_decay,
+                foreach=True,
             )
         return opt, PolyLRScheduler(opt, self.initial_lr, self.num_epochs, exponent=self.cfg.poly_exponent)
 
@@ -221,6 +222,7 @@ class BaseTrainer(nnUNetTrainer):
         if workers is None:
             workers = get_allowed_n_proc_DA() if self.device.type == "cuda" else 0
         pin = self.device.type == "cuda"
+        cache = CaseCache()  # shared by the in-process loaders (their case sets are disjoint, except 100 % labeled)
         lab = loader(
             self.split["labeled"],
             cfg.n_labeled,
@@ -229,12 +231,12 @@ class BaseTrainer(nnUNetTrainer):
             initial_patch,
             candidates=cfg.labeled_candidate_fraction,
         )
-        lab = wrap(lab, max(workers // 2, min(workers, 1)), pin)
+        lab = wrap(lab, max(workers // 2, min(workers, 1)), pin, cache)
         neg = unl = None
         if cfg.negatives_in_batch:
             neg_cand = cfg.negative_candidate_fraction
             neg = loader(self.split["negative"], cfg.n_negative, 0.0, tr, initial_patch, candidates=neg_cand)
-            neg = wrap(neg, workers // 4, pin)
+            neg = wrap(neg, workers // 4, pin, cache)
         if cfg.unlabeled_in_batch:
             # Labels of unlabeled scans are read only to reproduce the original code's defects: 4 (patches centred
             # on hidden calcium) and 1 (the negative patch's target is the unlabeled patch's calcium count).
@@ -259,10 +261,10 @@ class BaseTrainer(nnUNetTrainer):
                     candidates=cfg.unlabeled_candidate_fraction,
                 )
                 unl.candidates_use_labels = False  # image-only candidates: never look at hidden calcium
-            unl = wrap(unl, workers // 4, pin)
+            unl = wrap(unl, workers // 4, pin, cache)
         n_val = cfg.n_labeled + cfg.negatives_in_batch
         val_loader = loader(self.split["validation"], n_val, cfg.val_foreground_fraction, val, patch)
-        return CompositeBatches(lab, neg, unl), wrap(val_loader, min(workers, 1), pin)
+        return CompositeBatches(lab, neg, unl), wrap(val_loader, min(workers, 1), pin, cache)
 
     # ----- determinism -----
     def _reseed(self, epoch: int) -> None:
