@@ -95,6 +95,12 @@ def test_case_cache_stays_within_its_budget_and_reuses_images(tiny_dataset):  # 
     assert image_only[1] is None and image_only[0] is cache._items[keys[2]][0]  # a labeled entry's image is reused
     data, seg, _ = cache.get(ds, keys[1], read_labels=True)  # a hit moves it to the end
     assert list(cache._items) == [keys[2], keys[1]] and seg is not None
+    fresh = loaders.CaseCache()
+    image, seg, props = fresh.get(ds, keys[0], read_labels=False)  # an image-only entry ...
+    assert seg is None and props is None and fresh.nbytes == image.nbytes
+    data, seg, props = fresh.get(ds, keys[0], read_labels=True)  # ... is replaced when labels are asked for
+    assert seg is not None and props is not None and np.array_equal(data, image)
+    assert list(fresh._items) == [keys[0]] and fresh.nbytes == data.nbytes + seg.nbytes
     tiny = loaders.CaseCache(max_bytes=1)  # a case larger than the budget is served, not kept
     assert tiny.get(ds, keys[0], read_labels=True)[1] is not None and tiny.nbytes == 0 and not tiny._items
 
