@@ -26,8 +26,8 @@ from threadpoolctl import ThreadpoolController
 MAX_CANDIDATES = 50_000
 
 #: In-process loaders (``data_workers`` 0, the CPU default) keep up to this many bytes of decompressed cases in
-#: memory, least recently used out first (the demo's 36 training cases: about 200 MB). Workers never cache (each
-#: process would hold its own copy).
+#: memory, least recently used out first (the demo's 36 training and validation cases: 141 MiB). Workers never
+#: cache (each process would hold its own copy).
 CASE_CACHE_BYTES = 1 << 30
 
 _CONTROLLER: ThreadpoolController | None = None
@@ -59,7 +59,7 @@ class CaseCache:
     """Decompressed cases kept in memory, least recently used out first, within ``max_bytes``.
 
     nnU-Net's blosc2 dataset opens both files, decompresses the crop's chunks and unpickles the properties for
-    every patch: a third of an in-process loader's time on the demo. Serving the same arrays from memory gives the
+    every patch: a quarter of an in-process loader's time on the demo. Serving the same arrays from memory gives the
     same patches (tests/test_loaders.py). One entry per case: the image, and the label and properties once a
     labeled loader has read them (an image-only read reuses a labeled entry's image)."""
 
