@@ -17,6 +17,7 @@ import contextlib
 import io
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,16 +58,21 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from s2cac.data.splits import read_split
-    from s2cac.training import methods
     from s2cac.training.config import MethodConfig, experiment_mapping
-    from s2cac.training.schedules import ema_update
-    from s2cac.training.trainer import create_trainer
 
     torch.set_num_threads(args.threads)
     doc = yaml.safe_load(args.config.read_text())
     cfg = MethodConfig.from_dict({**experiment_mapping(doc, args.experiment), "seed": 0, "data_workers": 0})
-    out = Path("/tmp") / f"s2cac_bench_trainer_loop_{id(cfg)}"
+    with tempfile.TemporaryDirectory(prefix="s2cac_bench_trainer_loop_") as tmp:
+        return _run(args, cfg, Path(tmp))
+
+
+def _run(args, cfg, out: Path) -> int:
+    from s2cac.data.splits import read_split
+    from s2cac.training import methods
+    from s2cac.training.schedules import ema_update
+    from s2cac.training.trainer import create_trainer
+
     with contextlib.redirect_stdout(io.StringIO()):
         tr = create_trainer(args.preprocessed, read_split(args.split), cfg, out, device="cpu")
         tr.on_train_start()
