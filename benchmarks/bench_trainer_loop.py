@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block", type=int, default=20, help="iterations per block")
     ap.add_argument("--warmup", type=int, default=40, help="untimed iterations first (fills the cache)")
     args = ap.parse_args(argv)
+    for name in ("threads", "blocks", "block"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        ap.error(f"--warmup must be >= 0, got {args.warmup}")
     for path in (args.preprocessed, args.split, args.config):
         if not path.exists():
             ap.error(f"{path}: not found (run `make demo` first, or pass --preprocessed/--split/--config)")
@@ -60,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from s2cac.training.config import MethodConfig, experiment_mapping
 
+    try:
+        doc = yaml.safe_load(args.config.read_text())
+        cfg = MethodConfig.from_dict({**experiment_mapping(doc, args.experiment), "seed": 0, "data_workers": 0})
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+        ap.error(f"{args.config}: {exc}".splitlines()[0])
     torch.set_num_threads(args.threads)
-    doc = yaml.safe_load(args.config.read_text())
-    cfg = MethodConfig.from_dict({**experiment_mapping(doc, args.experiment), "seed": 0, "data_workers": 0})
     with tempfile.TemporaryDirectory(prefix="s2cac_bench_trainer_loop_") as tmp:
         return _run(args, cfg, Path(tmp))
 

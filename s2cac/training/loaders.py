@@ -55,6 +55,15 @@ def open_image_only(dataset, identifier: str):
     return blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1}, **mmap)
 
 
+def read_case(dataset, identifier: str, read_labels: bool) -> tuple:
+    """(data, seg, props) of one case as nnU-Net's dataset gives them (blosc2 arrays, read lazily); seg and props
+    are None when ``read_labels`` is False (the label file is never opened)."""
+    if read_labels:
+        data, seg, _, props = dataset.load_case(identifier)
+        return data, seg, props
+    return open_image_only(dataset, identifier), None, None
+
+
 class CaseCache:
     """Decompressed cases kept in memory, least recently used out first, within ``max_bytes``.
 
@@ -74,11 +83,8 @@ class CaseCache:
         if hit is not None and (hit[1] is not None or not read_labels):
             self._items.move_to_end(identifier)
             return hit if read_labels else (hit[0], None, None)
-        if read_labels:
-            data, seg, _, props = dataset.load_case(identifier)
-            item = (np.asarray(data[:]), np.asarray(seg[:]), props)
-        else:
-            item = (np.asarray(open_image_only(dataset, identifier)[:]), None, None)
+        data, seg, props = read_case(dataset, identifier, read_labels)
+        item = (np.asarray(data[:]), None if seg is None else np.asarray(seg[:]), props)
         size = sum(a.nbytes for a in item[:2] if a is not None)
         if size <= self.max_bytes:
             if hit is not None:
@@ -170,12 +176,8 @@ class PatchLoader(nnUNetDataLoader):
         images, segs, seen, crop = [], [], [], []
         with torch.no_grad(), one_thread():
             for key in keys:
-                if self.cache is not None:
-                    data, seg, props = self.cache.get(self._data, key, self.read_labels)
-                elif self.read_labels:
-                    data, seg, _, props = self._data.load_case(key)
-                else:
-                    data, seg, props = open_image_only(self._data, key), None, None
+                read = read_case if self.cache is None else self.cache.get
+                data, seg, props = read(self._data, key, self.read_labels)
                 lbs, ubs = self._choose_bbox(key, data, seg, props)
                 bbox = [[lo, hi] for lo, hi in zip(lbs, ubs, strict=True)]
                 image = torch.from_numpy(crop_and_pad_nd(data, bbox, 0)).float()
